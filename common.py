@@ -58,7 +58,7 @@ def apply_overrides(script_globals, argv=None):
     valid = "可用的超参数：" + ", ".join(names)
     if any(arg in ("-h", "--help") for arg in argv):
         for name, comment in names.items():
-            print(f"  --{name}={script_globals[name]!r:<14}  {comment}")
+            print(f"  {'--' + name + '=' + repr(script_globals[name]):<32} {comment}")
         sys.exit(0)
     overrides = {}
     for arg in argv:
