@@ -1,0 +1,264 @@
+"""
+babygpt_sample_with_kvcache.py —— 用 v11 训练出的检查点交互式地生成宋词，并用 KV 缓存加速。
+新概念：KV 缓存。生成第 t 个字时，前面各字的 key 和 value 已经算过，存起来重复使用：
+先把整段提示词一次算完（预填充，每个位置都要算 query），之后每步只给模型喂一个新字（解码，只算一个 query）。
+文本超过 block_size 后窗口要整体右移，每个字的位置都变了，缓存作废，于是整段重新预填充——结果与不用缓存完全一致。
+用法：python babygpt_sample_with_kvcache.py                 # 交互模式
+      python babygpt_sample_with_kvcache.py --prompt=春江   # 生成一次就退出
+笔记：notes/babygpt_sample_with_kvcache.md
+"""
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+from common import apply_overrides, pick_device
+
+# ==================== 超参数（可用 --name=value 覆盖） ====================
+checkpoint = "babygpt.pt"  # 检查点文件，由 babygpt_v11_hyper_params.py 或 babygpt_v12_wandb.py 写出
+prompt = ""  # 提示词；留空则进入交互模式
+num_samples = 1  # 每个提示词生成几段
+max_new_tokens = 200  # 每段生成多少个字
+temperature = 0.8  # 温度：<1 更保守，>1 更发散；必须大于 0
+top_k = 200  # 只在概率最高的 top_k 个字里抽样；大于词表时按词表大小算
+use_kv_cache = True  # 是否使用 KV 缓存；设为 False 可以比较速度
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+seed = 42  # 随机种子，让每次运行的结果都一样
+# ==========================================================================
+
+
+class Tokenizer:
+    """字符级分词器：每个不同的字对应一个整数编号。"""
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))
+        self.vocab_size = len(self.chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+        self.itos = {i: ch for i, ch in enumerate(self.chars)}
+
+    def encode(self, s):
+        unknown = sorted(set(s) - set(self.stoi))
+        if unknown:
+            raise ValueError(f"这些字不在词表里：{'、'.join(unknown)}（词表来自训练文本）")
+        return [self.stoi[c] for c in s]
+
+    def decode(self, ids):
+        return "".join(self.itos[i] for i in ids)
+
+
+class Head(nn.Module):
+    """一个因果自注意力头：每个位置只能看到它自己和它前面的位置。"""
+
+    def __init__(self, n_embd, head_size, block_size, dropout):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = nn.Dropout(dropout)
+        # KV 缓存：已经算过的位置的 key 和 value（不是参数，不进检查点）
+        self.cache_k = None  # (B, L, head_size)
+        self.cache_v = None  # (B, L, head_size)
+
+    def forward(self, x, use_cache=False):
+        B, T, C = x.shape
+        k = self.key(x)  # (B, T, head_size)
+        q = self.query(x)  # (B, T, head_size)
+        v = self.value(x)  # (B, T, head_size)
+        if use_cache:
+            # 把这次新算的 T 个位置接在缓存后面；query 只需要新位置的
+            if self.cache_k is not None:
+                k = torch.cat((self.cache_k, k), dim=1)  # (B, L, head_size)
+                v = torch.cat((self.cache_v, v), dim=1)  # (B, L, head_size)
+            self.cache_k, self.cache_v = k, v
+        L = k.shape[1]  # 缓存里的位置加上新位置；不用缓存时 L == T
+        # 除以 √head_size：否则点积的方差随 head_size 增大，softmax 会变得过于尖锐
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B, T, L)
+        # 新的 T 个位置是第 L-T … L-1 个，取因果掩码里对应的这几行
+        wei = wei.masked_fill(self.tril[L - T:L, :L] == 0, float("-inf"))  # (B, T, L)
+        wei = F.softmax(wei, dim=-1)  # (B, T, L)，每一行是对上文各位置的注意力权重
+        wei = self.dropout(wei)  # (B, T, L)
+        return wei @ v  # (B, T, head_size)
+
+
+class MultiHeadAttention(nn.Module):
+    """n_head 个注意力头并行计算，输出在最后一维拼接回 n_embd 维。"""
+
+    def __init__(self, n_embd, n_head, block_size, dropout):
+        super().__init__()
+        assert n_embd % n_head == 0, f"n_embd={n_embd} 必须能被 n_head={n_head} 整除"
+        self.heads = nn.ModuleList([Head(n_embd, n_embd // n_head, block_size, dropout) for _ in range(n_head)])
+        # 输出投影：把各头拼接的结果混合起来，再写回残差主干
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x, use_cache=False):
+        out = torch.cat([h(x, use_cache) for h in self.heads], dim=-1)  # (B, T, n_embd)
+        return self.dropout(self.proj(out))  # (B, T, n_embd)
+
+
+class FeedForward(nn.Module):
+    """逐位置的前馈网络：先放大到 4*n_embd 维做非线性变换，再投影回 n_embd 维。"""
+
+    def __init__(self, n_embd, dropout):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd),
+            nn.ReLU(),
+            nn.Linear(4 * n_embd, n_embd),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x):
+        return self.net(x)  # (B, T, n_embd)
+
+
+class Block(nn.Module):
+    """一个 Transformer 块：注意力和前馈网络各自先过 LayerNorm，再加在残差“主干”上。"""
+
+    def __init__(self, n_embd, n_head, block_size, dropout):
+        super().__init__()
+        self.sa = MultiHeadAttention(n_embd, n_head, block_size, dropout)
+        self.ffwd = FeedForward(n_embd, dropout)
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+
+    def forward(self, x, use_cache=False):
+        # 子层只学“在 x 上改多少”；梯度沿着加号直接流回前面的层
+        x = x + self.sa(self.ln1(x), use_cache)  # (B, T, C)
+        x = x + self.ffwd(self.ln2(x))  # (B, T, C)
+        return x
+
+
+class BabyGPT(nn.Module):
+    """字向量加位置向量，经过 n_layer 个 Transformer 块，再用线性层算出“下一个字”的 logits。"""
+
+    def __init__(self, vocab_size, n_embd, n_head, n_layer, block_size, dropout):
+        super().__init__()
+        self.block_size = block_size
+        self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
+        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        # ModuleList 而不是 Sequential：前向时要把 use_cache 传给每一块（参数名不变，检查点照样能读）
+        self.blocks = nn.ModuleList([Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size)
+        self.cached_idx = None  # (B, L)：KV 缓存是用哪些字算出来的
+
+    def forward(self, idx, targets=None, use_cache=False, start_pos=0):
+        B, T = idx.shape
+        tok_emb = self.token_embedding_table(idx)  # (B, T, C)
+        # 解码时新字不在第 0 个位置，而在缓存的字之后：位置从 start_pos 开始数
+        pos_emb = self.position_embedding_table(torch.arange(start_pos, start_pos + T, device=idx.device))  # (T, C)
+        x = tok_emb + pos_emb  # (B, T, C)，位置向量对批次里的每一段广播相加
+        for block in self.blocks:
+            x = block(x, use_cache)  # (B, T, C)
+        x = self.ln_f(x)  # (B, T, C)，最后一个块的输出没有被 ln1/ln2 处理过，先归一化再进 lm_head
+        logits = self.lm_head(x)  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        # 交叉熵：正确答案的概率越小，损失越大；把 B*T 个位置当成 B*T 道题一起算平均
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    def reset_cache(self):
+        for module in self.modules():
+            if isinstance(module, Head):
+                module.cache_k = module.cache_v = None
+        self.cached_idx = None
+
+    @torch.no_grad()
+    def next_logits(self, idx, use_kv_cache=True):
+        """下一个字的 logits（B, vocab_size）。和训练时一样只看最后 block_size 个字。"""
+        window = idx[:, -self.block_size:]  # (B, T)
+        if not use_kv_cache:
+            logits, _ = self(window)
+            return logits[:, -1, :]
+        n = 0 if self.cached_idx is None else self.cached_idx.shape[1]
+        # 缓存只在当前窗口以“缓存过的那些字”开头时有效。换了提示词、或窗口滑动（每个字的位置都变了）时，
+        # 缓存作废，把整个窗口重新预填充一遍：一次前向算出所有位置的 key、value
+        if n == 0 or n >= window.shape[1] or not torch.equal(window[:, :n], self.cached_idx):
+            self.reset_cache()
+            n = 0
+        logits, _ = self(window[:, n:], use_cache=True, start_pos=n)  # 预填充时喂整个窗口，解码时只喂新字
+        self.cached_idx = window
+        return logits[:, -1, :]
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_kv_cache=True):
+        """逐个生成新字，每生成一个就 yield 出来（B, 1），方便边生成边打印。"""
+        for _ in range(max_new_tokens):
+            logits = self.next_logits(idx, use_kv_cache) / temperature  # (B, vocab_size)
+            if top_k is not None:
+                # 只保留分数最高的 top_k 个字，其余设为 -inf（概率为 0）
+                kth_best = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]  # (B, 1)
+                logits = logits.masked_fill(logits < kth_best, float("-inf"))
+            probs = F.softmax(logits, dim=-1)  # (B, vocab_size)
+            idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)
+            idx = torch.cat((idx, idx_next), dim=1)  # (B, T+1)
+            yield idx_next
+
+
+def load_checkpoint(path, device):
+    """读检查点，按里面的配置和词表重建模型；文件有任何问题都给出中文说明并以退出码 1 结束。"""
+    if not os.path.exists(path):
+        sys.exit(f"错误：找不到检查点 {path}。请先运行 python babygpt_v11_hyper_params.py（或 babygpt_v12_wandb.py）训练一个。")
+    try:
+        # weights_only=True：只读张量、数字、字符串这类数据，拒绝执行检查点里夹带的任意 Python 对象
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+        tokenizer = Tokenizer("".join(ckpt["chars"]))
+        model = BabyGPT(**ckpt["model_args"])
+        model.load_state_dict(ckpt["model"])
+        if tokenizer.vocab_size != ckpt["model_args"]["vocab_size"]:
+            raise ValueError("词表大小和模型配置不一致")
+        iteration, best_val_loss = int(ckpt["iter"]), float(ckpt["best_val_loss"])
+    except Exception as e:  # 截断、损坏、不是 BabyGPT 的文件、缺少键、形状不符……原因很多，统一给出说明
+        reason = (str(e).strip().splitlines() or [""])[0]
+        sys.exit(f"错误：{path} 不是可用的 BabyGPT 检查点（{type(e).__name__}: {reason}）。请重新训练生成它。")
+    print(f"已读取 {path}：第 {iteration} 步，验证损失 {best_val_loss:.4f}，词表 {tokenizer.vocab_size:,} 个字")
+    return model.to(device), tokenizer
+
+
+def sample(model, tokenizer, text, device):
+    """为一个提示词生成 num_samples 段，边生成边打印；提示词里有词表外的字时只报错，返回 False。"""
+    try:
+        ids = tokenizer.encode(text or "\n")  # 空提示词：从一个换行开始，相当于“从头写一首”
+    except ValueError as e:
+        print(f"错误：{e}", file=sys.stderr)
+        return False
+    if len(ids) > model.block_size:
+        print(f"（提示词超过 block_size={model.block_size} 个字，只用最后 {model.block_size} 个字）")
+    context = torch.tensor([ids[-model.block_size:]], dtype=torch.long, device=device)  # (1, T)
+    for _ in range(num_samples):
+        print(f"--- {text or '（空提示词）'} ---")
+        print(tokenizer.decode(context[0].tolist()), end="", flush=True)
+        start = time.time()
+        for idx_next in model.generate(context, max_new_tokens, temperature, top_k, use_kv_cache):
+            print(tokenizer.decode(idx_next[0].tolist()), end="", flush=True)
+        tokens_per_sec = max_new_tokens / (time.time() - start)
+        print(f"\n（{max_new_tokens} 个字，{tokens_per_sec:,.1f} tokens/s，KV 缓存：{'开' if use_kv_cache else '关'}）")
+    return True
+
+
+if __name__ == "__main__":
+    apply_overrides(globals())
+    for name, value, valid_range in (("temperature", temperature, "大于 0"), ("top_k", top_k, "至少为 1"),
+                                     ("max_new_tokens", max_new_tokens, "至少为 1"), ("num_samples", num_samples, "至少为 1")):
+        if value <= 0:
+            sys.exit(f"错误：{name} 必须{valid_range}，收到的是 {value}。")
+    device = pick_device(device)
+    torch.manual_seed(seed)
+    model, tokenizer = load_checkpoint(checkpoint, device)
+    # 生成前必须 eval()：关闭 dropout，否则每次前向都会随机丢掉一部分激活
+    model.eval()
+    top_k = min(top_k, tokenizer.vocab_size)
+    if prompt:
+        sys.exit(0 if sample(model, tokenizer, prompt, device) else 1)
+    try:
+        while True:
+            sample(model, tokenizer, input("请输入文字（直接回车：从头写一首；Ctrl-D 退出）："), device)
+    except (EOFError, KeyboardInterrupt):
+        print("\n再见。")
