@@ -3,7 +3,6 @@ simplebigrammodel_torch.py —— 同一个计数版 bigram，换成 PyTorch 张
 而是一次取出全部 max_iters × batch_size 段文本，用一次 index_add_ 数完所有字对（向量化）。
 笔记：notes/simplebigrammodel_torch.md
 """
-import random
 import sys
 import time
 

@@ -1,4 +1,5 @@
 """测试共用的小工具：仓库路径、自己写出的小语料、以子进程运行脚本。"""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # 让测试能 import 仓库里的脚本，不管从哪里启动 pytest
+from corpus import build_corpus  # noqa: E402
 POETRY_DIR = Path(os.environ.get("CHINESE_POETRY_DIR", REPO.parent / "shared" / "chinese-poetry")).resolve()
 
 # 一小段测试自己写的“宋词”，包含默认提示词里的每个字
@@ -43,3 +46,36 @@ def samples(stdout):
         elif current is not None:
             found[current] += line + "\n"
     return found
+
+
+def load_script(script):
+    """从文件重新导入一个脚本（每次都是全新的模块对象）；__name__ 不是 "__main__"，所以不会训练。"""
+    spec = importlib.util.spec_from_file_location(script.removesuffix(".py"), REPO / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_ok(script, *args):
+    """运行脚本并断言它成功退出，返回 CompletedProcess。"""
+    result = run_script(script, *args)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def assert_clean_error(result, code=None):
+    """脚本失败得体面：退出码非零（或等于 code），标准错误里有“错误”，没有 traceback。"""
+    if code is None:
+        assert result.returncode != 0, result
+    else:
+        assert result.returncode == code, result
+    assert "错误" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="session")
+def full_text(tmp_path_factory):
+    """完整的 ci.txt 文本：整个测试会话只构建一次，放在临时目录里，不碰仓库里的 ci.txt。"""
+    path = tmp_path_factory.mktemp("corpus") / "ci.txt"
+    build_corpus(path, source_dir=POETRY_DIR)
+    return path.read_text(encoding="utf-8")

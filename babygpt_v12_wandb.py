@@ -1,0 +1,319 @@
+"""
+babygpt_v12_wandb.py —— 实验跟踪：用 wandb 记录超参数、每次评估的损失和速度，以及最后生成的样本。
+新概念：wandb。没有账号、没有网络也能用：默认离线记录到 ./wandb/，之后可以用 wandb sync 上传。
+wandb 出任何错都只打印警告，训练照常进行。其余代码与 v11 完全相同。
+笔记：notes/babygpt_v12_wandb.md
+"""
+import math
+import netrc
+import os
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import wandb
+from torch.nn import functional as F
+
+from common import apply_overrides, hyperparameters, pick_device, read_text
+
+# ==================== 超参数（可用 --name=value 覆盖） ====================
+batch_size = 64  # 每一步随机抽多少段文本
+block_size = 256  # 每段文本有多少个字，也是模型最多能看到的上下文长度
+max_iters = 5000  # 训练多少步
+eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失
+eval_iters = 100  # 估计损失时平均多少个批次
+learning_rate = 3e-4  # AdamW 的学习率
+n_embd = 384  # 每个字的向量有多少维
+n_head = 6  # 注意力头的个数，n_embd 必须能被它整除
+n_layer = 6  # 叠多少个 Transformer 块
+dropout = 0.2  # 训练时随机置零的比例
+train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证
+max_new_tokens = 100  # 每个提示词后面生成多少个字
+prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
+data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+seed = 42  # 随机种子，让每次运行的结果都一样
+checkpoint = "babygpt.pt"  # 检查点文件：验证损失创新低时写入，babygpt_sample_with_kvcache.py 从这里读
+preset = "auto"  # auto：GPU 上用上面的完整配置，CPU 上换成 CPU_PRESET；也可以写 full 或 cpu
+wandb_mode = "auto"  # auto：已登录 wandb 就 online，否则 offline；也可以写 online、offline 或 disabled
+wandb_project = "babygpt"  # wandb 里的项目名
+# ==========================================================================
+
+# 完整配置在 2 核 CPU 上每秒只能训练约 560 个字，5000 步要约 40 小时。
+# CPU 上改用这组小配置：约 12 分钟就能学会“词牌 作者”加上以“。”结尾的句子。命令行里明确给出的值仍然优先。
+CPU_PRESET = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch_size=32, dropout=0.1,
+                  learning_rate=1e-3, max_iters=2500, eval_interval=250, eval_iters=20)
+
+
+class Tokenizer:
+    """字符级分词器：每个不同的字对应一个整数编号。"""
+
+    def __init__(self, text):
+        self.chars = sorted(set(text))
+        self.vocab_size = len(self.chars)
+        self.stoi = {ch: i for i, ch in enumerate(self.chars)}
+        self.itos = {i: ch for i, ch in enumerate(self.chars)}
+
+    def encode(self, s):
+        unknown = sorted(set(s) - set(self.stoi))
+        if unknown:
+            raise ValueError(f"这些字不在词表里：{'、'.join(unknown)}（词表来自训练文本）")
+        return [self.stoi[c] for c in s]
+
+    def decode(self, ids):
+        return "".join(self.itos[i] for i in ids)
+
+
+def get_batch(data, batch_size, block_size, device):
+    """随机取 batch_size 段长 block_size 的文本；y 是 x 向右错开一位，即每个字的“下一个字”。"""
+    ix = torch.randint(len(data) - block_size, (batch_size,))  # (B,)
+    # unfold 把文本看成所有长 block_size+1 的窗口（不复制数据），再按 ix 一次取出 B 个窗口
+    windows = data.unfold(0, block_size + 1, 1)[ix]  # (B, T+1)
+    x, y = windows[:, :-1], windows[:, 1:]  # (B, T), (B, T)
+    return x.to(device), y.to(device)
+
+
+class Head(nn.Module):
+    """一个因果自注意力头：每个位置只能看到它自己和它前面的位置。"""
+
+    def __init__(self, n_embd, head_size, block_size, dropout):
+        super().__init__()
+        self.key = nn.Linear(n_embd, head_size, bias=False)
+        self.query = nn.Linear(n_embd, head_size, bias=False)
+        self.value = nn.Linear(n_embd, head_size, bias=False)
+        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k = self.key(x)  # (B, T, head_size)
+        q = self.query(x)  # (B, T, head_size)
+        # 除以 √head_size：否则点积的方差随 head_size 增大，softmax 会变得过于尖锐
+        wei = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (B, T, T)
+        wei = wei.masked_fill(self.tril[:T, :T] == 0, float("-inf"))  # (B, T, T)
+        wei = F.softmax(wei, dim=-1)  # (B, T, T)，每一行是对上文各位置的注意力权重
+        wei = self.dropout(wei)  # (B, T, T)
+        v = self.value(x)  # (B, T, head_size)
+        return wei @ v  # (B, T, head_size)
+
+
+class MultiHeadAttention(nn.Module):
+    """n_head 个注意力头并行计算，输出在最后一维拼接回 n_embd 维。"""
+
+    def __init__(self, n_embd, n_head, block_size, dropout):
+        super().__init__()
+        assert n_embd % n_head == 0, f"n_embd={n_embd} 必须能被 n_head={n_head} 整除"
+        self.heads = nn.ModuleList([Head(n_embd, n_embd // n_head, block_size, dropout) for _ in range(n_head)])
+        # 输出投影：把各头拼接的结果混合起来，再写回残差主干
+        self.proj = nn.Linear(n_embd, n_embd)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        out = torch.cat([h(x) for h in self.heads], dim=-1)  # (B, T, n_embd)
+        return self.dropout(self.proj(out))  # (B, T, n_embd)
+
+
+class FeedForward(nn.Module):
+    """逐位置的前馈网络：先放大到 4*n_embd 维做非线性变换，再投影回 n_embd 维。"""
+
+    def __init__(self, n_embd, dropout):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(n_embd, 4 * n_embd),
+            nn.ReLU(),
+            nn.Linear(4 * n_embd, n_embd),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x):
+        return self.net(x)  # (B, T, n_embd)
+
+
+class Block(nn.Module):
+    """一个 Transformer 块：注意力和前馈网络各自先过 LayerNorm，再加在残差“主干”上。"""
+
+    def __init__(self, n_embd, n_head, block_size, dropout):
+        super().__init__()
+        self.sa = MultiHeadAttention(n_embd, n_head, block_size, dropout)
+        self.ffwd = FeedForward(n_embd, dropout)
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+
+    def forward(self, x):
+        # 子层只学“在 x 上改多少”；梯度沿着加号直接流回前面的层
+        x = x + self.sa(self.ln1(x))  # (B, T, C)
+        x = x + self.ffwd(self.ln2(x))  # (B, T, C)
+        return x
+
+
+class BabyGPT(nn.Module):
+    """字向量加位置向量，经过 n_layer 个 Transformer 块，再用线性层算出“下一个字”的 logits。"""
+
+    def __init__(self, vocab_size, n_embd, n_head, n_layer, block_size, dropout):
+        super().__init__()
+        self.block_size = block_size
+        self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
+        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.Sequential(*[Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size)
+
+    def forward(self, idx, targets=None):
+        B, T = idx.shape
+        tok_emb = self.token_embedding_table(idx)  # (B, T, C)
+        pos_emb = self.position_embedding_table(torch.arange(T, device=idx.device))  # (T, C)
+        x = tok_emb + pos_emb  # (B, T, C)，位置向量对批次里的每一段广播相加
+        x = self.blocks(x)  # (B, T, C)
+        x = self.ln_f(x)  # (B, T, C)，最后一个块的输出没有被 ln1/ln2 处理过，先归一化再进 lm_head
+        logits = self.lm_head(x)  # (B, T, vocab_size)
+        if targets is None:
+            return logits, None
+        # 交叉熵：正确答案的概率越小，损失越大；把 B*T 个位置当成 B*T 道题一起算平均
+        loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens):
+        for _ in range(max_new_tokens):
+            # 模型最多只看最后 block_size 个字
+            logits, _ = self(idx[:, -self.block_size:])  # (B, T, vocab_size)
+            probs = F.softmax(logits[:, -1, :], dim=-1)  # (B, vocab_size)
+            idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)
+            idx = torch.cat((idx, idx_next), dim=1)  # (B, T+1)
+        return idx
+
+
+def save_checkpoint(path, checkpoint):
+    """先写临时文件再 os.replace 改名：写到一半出错或被打断，旧的检查点也完好无损。"""
+    tmp = f"{path}.tmp"
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
+def wandb_logged_in():
+    """有 WANDB_API_KEY 环境变量，或 ~/.netrc 里有 wandb login 留下的密钥，就算已登录。"""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def wandb_call(what, fn, *args, **kwargs):
+    """调用 wandb 的一个函数；出任何错都只打印一行警告并返回 None，绝不让训练停下来。"""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        print(f"警告：wandb {what}失败（{type(e).__name__}: {e}），训练继续。", file=sys.stderr)
+        return None
+
+
+@torch.no_grad()
+def estimate_loss(model, splits, eval_iters, batch_size, block_size, device):
+    """在每个数据集上平均 eval_iters 个批次的损失，比单个批次的损失稳定得多。"""
+    model.eval()
+    out = {}
+    for name, data in splits.items():
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            x, y = get_batch(data, batch_size, block_size, device)
+            _, loss = model(x, y)
+            losses[k] = loss.item()
+        out[name] = losses.mean().item()
+    model.train()
+    return out
+
+
+if __name__ == "__main__":
+    overrides = apply_overrides(globals())
+    device = pick_device(device)
+    if preset not in ("auto", "full", "cpu"):
+        sys.exit(f"错误：preset 只能是 auto、full 或 cpu，收到的是 {preset!r}。")
+    if preset == "cpu" or (preset == "auto" and device == "cpu"):
+        changed = {name: value for name, value in CPU_PRESET.items() if name not in overrides}
+        globals().update(changed)
+        print("CPU 预设（--preset=full 可跑完整配置）：" + ", ".join(f"{k}={v}" for k, v in changed.items()))
+    if n_embd % n_head != 0:
+        sys.exit(f"错误：n_embd={n_embd} 必须能被 n_head={n_head} 整除。")
+    if wandb_mode not in ("auto", "online", "offline", "disabled"):
+        sys.exit(f"错误：wandb_mode 只能是 auto、online、offline 或 disabled，收到的是 {wandb_mode!r}。")
+    if wandb_mode == "auto":
+        wandb_mode = "online" if wandb_logged_in() else "offline"
+    # 记录的是 CPU 预设和命令行覆盖之后真正用到的全部超参数
+    config = {name: globals()[name] for name in hyperparameters(__file__)}
+    run = wandb_call("初始化", wandb.init, project=wandb_project, config=config, mode=wandb_mode)
+    if run is not None and wandb_mode != "disabled":
+        print(f"wandb（{wandb_mode}）运行目录：{os.path.dirname(run.dir)}")
+        if wandb_mode == "offline":
+            print(f"  联网并 wandb login 之后，可以用这条命令上传：wandb sync {os.path.dirname(run.dir)}")
+    torch.manual_seed(seed)
+    text = read_text(data_path)
+    tokenizer = Tokenizer(text)
+    try:
+        prompt_ids = [tokenizer.encode(p) for p in prompts]
+    except ValueError as e:
+        sys.exit(f"错误：{e}")
+    data = torch.tensor(tokenizer.encode(text), dtype=torch.long)
+    n = int(train_ratio * len(data))
+    splits = {"train": data[:n], "val": data[n:]}
+    if min(len(split) for split in splits.values()) <= block_size:
+        sys.exit(f"错误：训练集或验证集不足 block_size={block_size}+1 个字，请换更长的文本或调整 train_ratio。")
+    print(f"文本 {len(data):,} 个字，词表 {tokenizer.vocab_size:,} 个字")
+
+    # 模型配置和词表都要跟着权重进检查点：采样时据此重建同样的模型，不再需要 ci.txt
+    model_args = dict(vocab_size=tokenizer.vocab_size, n_embd=n_embd, n_head=n_head, n_layer=n_layer,
+                      block_size=block_size, dropout=dropout)
+    model = BabyGPT(**model_args).to(device)
+    print(f"参数量：{sum(p.numel() for p in model.parameters()):,}")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    # 刚初始化的模型几乎是均匀乱猜，每个字的概率约 1/vocab_size，所以损失应接近 ln(vocab_size)
+    losses = estimate_loss(model, splits, eval_iters, batch_size, block_size, device)
+    print(f"初始损失：train {losses['train']:.4f}，val {losses['val']:.4f}；ln(vocab_size) = {math.log(tokenizer.vocab_size):.4f}")
+
+    start = time.time()
+    eval_seconds = 0.0
+    best_val_loss = float("inf")
+    for step in range(1, max_iters + 1):
+        xb, yb = get_batch(splits["train"], batch_size, block_size, device)
+        _, loss = model(xb, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        # 跑完前 10 步就估计总用时，免得在慢机器上干等
+        if step == min(10, max_iters):
+            seconds_per_step = (time.time() - start) / step
+            # 每次评估要前向 2 × eval_iters 个批次，一次前向约是训练一步（前向 + 反向）的 1/3
+            eval_steps = max_iters // eval_interval * 2 * eval_iters / 3
+            print(f"每步约 {seconds_per_step:.2f} 秒，预计总用时约 {seconds_per_step * (max_iters + eval_steps) / 60:.1f} 分钟")
+        # 每 eval_interval 步和最后一步各评估一次；tokens/s 只算训练花的时间
+        if step % eval_interval == 0 or step == max_iters:
+            eval_start = time.time()
+            losses = estimate_loss(model, splits, eval_iters, batch_size, block_size, device)
+            eval_seconds += time.time() - eval_start
+            tokens_per_sec = step * batch_size * block_size / (time.time() - start - eval_seconds)
+            print(f"step {step:5d} | train loss {losses['train']:.4f} | val loss {losses['val']:.4f} | {tokens_per_sec:,.0f} tokens/s")
+            if run is not None:
+                metrics = {"train_loss": losses["train"], "val_loss": losses["val"],
+                           "tokens_per_sec": tokens_per_sec, "elapsed_seconds": time.time() - start}
+                wandb_call("记录指标", run.log, metrics, step=step)
+            if losses["val"] < best_val_loss:
+                best_val_loss = losses["val"]
+                save_checkpoint(checkpoint, {"model": model.state_dict(), "model_args": model_args,
+                                             "chars": tokenizer.chars, "iter": step, "best_val_loss": best_val_loss})
+                print(f"  验证损失创新低，已保存检查点 {checkpoint}")
+    print(f"训练用时 {time.time() - start:.1f} 秒")
+
+    model.eval()
+    rows = []
+    for prompt, ids in zip(prompts, prompt_ids):
+        print(f"--- {prompt} ---")
+        context = torch.tensor([ids], dtype=torch.long, device=device)  # (1, T)
+        sample_text = tokenizer.decode(model.generate(context, max_new_tokens)[0].tolist())
+        print(sample_text)
+        rows.append([prompt, sample_text])
+    if run is not None:
+        wandb_call("记录样本", lambda: run.log({"samples": wandb.Table(columns=["prompt", "sample"], data=rows)}))
+        wandb_call("结束", run.finish)
