@@ -1,6 +1,7 @@
 """测试共用的小工具：仓库路径、自己写出的小语料、以子进程运行脚本。"""
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +38,13 @@ def run_script(script, *args, cwd=REPO, stdin=None, timeout=300, env=None):
 
 
 def samples(stdout):
-    """从脚本输出里取出 {提示词: 生成的文本}：每个样本以一行 “--- 提示词 ---” 开头。"""
+    """从脚本输出里取出 {提示词: 生成的文本}：每个样本以 “--- 提示词 ---” 结尾的一行开头
+    （交互模式下这一行前面还有输入提示，因为管道输入不会回显换行）。"""
     found, current = {}, None
     for line in stdout.splitlines():
-        if line.startswith("--- ") and line.endswith(" ---"):
-            current = line[4:-4]
+        header = re.search(r"--- (.*) ---$", line)
+        if header:
+            current = header.group(1)
             found[current] = ""
         elif current is not None:
             found[current] += line + "\n"
@@ -56,9 +59,9 @@ def load_script(script):
     return module
 
 
-def run_ok(script, *args):
-    """运行脚本并断言它成功退出，返回 CompletedProcess。"""
-    result = run_script(script, *args)
+def run_ok(script, *args, **kwargs):
+    """运行脚本并断言它成功退出，返回 CompletedProcess；kwargs 原样交给 run_script。"""
+    result = run_script(script, *args, **kwargs)
     assert result.returncode == 0, result.stderr
     return result
 
