@@ -6,8 +6,6 @@ bench_bigram.py —— 基准测试（不是单元测试）：列表版 simplebi
 用法：python bench_bigram.py > notes/bench_bigram_output.md
 笔记：notes/simplebigrammodel_torch.md
 """
-import os
-import platform
 import re
 import statistics
 import subprocess
@@ -15,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import apply_overrides
+from common import apply_overrides, hardware
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
 runs = 5  # 每种配置各运行多少次，取中位数
@@ -43,21 +41,6 @@ def run_once(script, args):
     if result.returncode != 0 or not match:
         sys.exit(f"错误：{script} {' '.join(args)} 运行失败（退出码 {result.returncode}）：\n{result.stderr}")
     return float(match.group(1)), wall
-
-
-def hardware():
-    """CPU 型号、核数和 torch 版本，写进结果里，别人才能对照自己的机器。"""
-    import torch
-
-    cpu = platform.processor() or "未知 CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.partition(":")[2].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}，{os.cpu_count()} 核，Python {platform.python_version()}，torch {torch.__version__}"
 
 
 def ratio(slow, fast):

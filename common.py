@@ -1,10 +1,13 @@
 """
-common.py —— 每个教程脚本都用一行 import 引入的三个小工具，让它们不出现在步骤之间的 diff 里：
+common.py —— 每个教程脚本都用一行 import 引入的小工具，让它们不出现在步骤之间的 diff 里：
   apply_overrides：用 --name=value 覆盖脚本顶部“超参数”块里的任何一个值；
   pick_device：auto 时依次选 cuda、mps、cpu；
-  read_text：读训练文本；默认的 ci.txt 不存在时自动构建。
+  read_text：读训练文本；默认的 ci.txt 不存在时自动构建；
+  hardware：基准脚本用它在结果里写明 CPU、核数和版本。
 笔记：notes/hyperparameters.md
 """
+import os
+import platform
 import re
 import sys
 from pathlib import Path
@@ -123,3 +126,18 @@ def read_text(data_path):
     if not text:
         sys.exit(f"错误：训练文本 {path} 是空的。")
     return text
+
+
+def hardware():
+    """CPU 型号、核数和 torch 版本，写进结果里，别人才能对照自己的机器。"""
+    import torch
+
+    cpu = platform.processor() or "未知 CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.partition(":")[2].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}，{os.cpu_count()} 核，Python {platform.python_version()}，torch {torch.__version__}"
