@@ -2,7 +2,7 @@
 babygpt_sample_with_kvcache.py —— 用 v11 训练出的检查点交互式地生成宋词，并用 KV 缓存加速。
 新概念：KV 缓存。生成第 t 个字时，前面各字的 key 和 value 已经算过，存起来重复使用：
 先把整段提示词一次算完（预填充，每个位置都要算 query），之后每步只给模型喂一个新字（解码，只算一个 query）。
-文本超过 block_size 后窗口要整体右移，每个字的位置都变了，缓存作废，于是整段重新预填充——结果与不用缓存完全一致。
+文本超过 block_size 后窗口每步右移一格，每个字的位置都变了，缓存作废，只能每步把整个窗口重算——结果与不用缓存完全一致。
 用法：python babygpt_sample_with_kvcache.py                 # 交互模式
       python babygpt_sample_with_kvcache.py --prompt=春江   # 生成一次就退出
 笔记：notes/babygpt_sample_with_kvcache.md
@@ -174,12 +174,14 @@ class BabyGPT(nn.Module):
     def next_logits(self, idx, use_kv_cache=True):
         """下一个字的 logits（B, vocab_size）。和训练时一样只看最后 block_size 个字。"""
         window = idx[:, -self.block_size:]  # (B, T)
-        if not use_kv_cache:
+        # 文本超过 block_size 后窗口每步都向右滑一格，每个字的位置都变了，缓存下一步就作废：
+        # 这时只能把整个窗口重新算一遍，存进缓存也用不上，所以和不用缓存时走同一条路
+        if not use_kv_cache or idx.shape[1] > self.block_size:
             logits, _ = self(window)
             return logits[:, -1, :]
         n = 0 if self.cached_idx is None else self.cached_idx.shape[1]
-        # 缓存只在当前窗口以“缓存过的那些字”开头时有效。换了提示词、或窗口滑动（每个字的位置都变了）时，
-        # 缓存作废，把整个窗口重新预填充一遍：一次前向算出所有位置的 key、value
+        # 缓存只在当前窗口以“缓存过的那些字”开头时有效；换了提示词时缓存作废，
+        # 把整个窗口重新预填充一遍：一次前向算出所有位置的 key、value
         if n == 0 or n >= window.shape[1] or not torch.equal(window[:, :n], self.cached_idx):
             self.reset_cache()
             n = 0

@@ -61,7 +61,9 @@ def apply_overrides(script_globals, argv=None):
     valid = "可用的超参数：" + ", ".join(names)
     if any(arg in ("-h", "--help") for arg in argv):
         for name, comment in names.items():
-            print(f"  {'--' + name + '=' + repr(script_globals[name]):<32} {comment}")
+            value = script_globals[name]
+            shown = ",".join(map(str, value)) if isinstance(value, list) else value
+            print(f"  --{name}={shown}".ljust(34) + comment)
         sys.exit(0)
     overrides = {}
     for arg in argv:

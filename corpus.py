@@ -1,7 +1,7 @@
 """
 corpus.py —— 构建训练语料 ci.txt（南唐词 + 全宋词），逐字节可复现。
 
-来源：chinese-poetry（MIT 许可），固定在提交 99ebbef，见 notes/corpus.md。
+来源：chinese-poetry（MIT 许可），固定在提交 99ebbef。
 取数据的顺序：
   1. --source DIR 或环境变量 CHINESE_POETRY_DIR 指向的本地 chinese-poetry 仓库；
   2. 否则从 GitHub 下载这 23 个 JSON 文件，缓存在 .cache/chinese-poetry/，第二次构建不再联网。
@@ -10,6 +10,7 @@ corpus.py —— 构建训练语料 ci.txt（南唐词 + 全宋词），逐字�
   python corpus.py                       # 构建 ci.txt
   python corpus.py --source ~/chinese-poetry --out ci.txt
 任何失败都不会留下半个 ci.txt：先写临时文件，校验 sha256 后再改名。
+笔记：notes/corpus.md
 """
 import hashlib
 import json

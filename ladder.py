@@ -3,8 +3,8 @@ ladder.py —— 实验阶梯：在同样的条件下把 v1 到 v11 挨个跑一
 它不复制任何模型代码，而是把真正的脚本当作子进程运行（同样的批次、上下文、步数、种子和提示词），
 从它们打印的“参数量”“初始损失”“step … | val loss …”和样本里读出结果，
 写成一张 Markdown 表格（notes/experiment_ladder.md）、一张图（.png）和原始数据（.json）。
-budget=cpu 时每一步都用 v1–v10 的默认设置，2 核 CPU 上约 20 分钟；budget=gpu 用更大的批次和上下文，结果写到 *_gpu.* 文件。
-笔记：notes/experiment_ladder.md
+budget=cpu 时每一步都用 v1–v10 的默认设置，2 核 CPU 上实测约 18 分钟；budget=gpu 用更大的批次和上下文，结果写到 *_gpu.* 文件。
+笔记：notes/ladder.md（怎样读这张表）；结果：notes/experiment_ladder.md（由本脚本生成）
 """
 import json
 import re

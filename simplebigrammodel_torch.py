@@ -98,6 +98,8 @@ if __name__ == "__main__":
     # 不再一步一步地循环：max_iters 步的全部批次一次取出、一次数完
     xb, yb = get_batch(data, max_iters * batch_size, block_size, device)
     model.count(xb, yb)
+    if device == "cuda":
+        torch.cuda.synchronize()  # GPU 上的运算是异步的：等它真正算完再停表
     print(f"计数用时 {time.time() - start:.3f} 秒（{max_iters} 步 × {batch_size} × {block_size} 对）")
 
     for prompt, ids in zip(prompts, prompt_ids):

@@ -158,3 +158,20 @@ def test_ctrl_c_at_the_prompt_exits_cleanly(checkpoint):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert "Traceback" not in err
+
+
+def test_ctrl_c_during_training_keeps_the_best_checkpoint(tmp_path):
+    corpus = tmp_path / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    path = tmp_path / "c.pt"
+    args = [f"--data_path={corpus}", f"--checkpoint={path}", "--preset=cpu", "--max_iters=100000", "--eval_interval=5",
+            "--eval_iters=1", "--n_layer=1", "--n_embd=32", "--n_head=4", f"--block_size={BLOCK_SIZE}"]
+    proc = subprocess.Popen([sys.executable, REPO / "babygpt_v11_hyper_params.py", *args], cwd=REPO, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while "已保存检查点" not in proc.stdout.readline():
+        pass
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "已中断" in err and "Traceback" not in err
+    assert torch.load(path, weights_only=True)["iter"] >= 5

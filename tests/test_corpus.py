@@ -1,7 +1,10 @@
 """语料构建（corpus.py）和读训练文本（common.read_text）的测试：成功时逐字节可复现，失败时给中文说明且不留半个文件。"""
 import functools
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -9,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import corpus
-from conftest import POETRY_DIR, assert_clean_error, run_script
+from conftest import POETRY_DIR, REPO, assert_clean_error, run_script
 
 TAMPERED = "宋词/ci.song.5000.json"  # 测试里被篡改、弄坏的那一个源文件
 TAMPERED_NAME = TAMPERED.split("/")[-1]
@@ -148,3 +151,14 @@ def test_read_text_errors(tmp_path, case):
     if READ_TEXT_FILES[case] is not None:
         path.write_bytes(READ_TEXT_FILES[case])
     assert_clean_error(run_script("simplemodel.py", f"--data_path={path}"), code=1)
+
+
+def test_first_use_builds_ci_txt_like_a_fresh_clone(tmp_path):
+    # 只复制三个文件到空目录，模拟刚克隆、还没有 ci.txt 的仓库：第一次运行就要自动构建并校验
+    for name in ("common.py", "corpus.py", "simplemodel.py"):
+        shutil.copy(REPO / name, tmp_path / name)
+    result = subprocess.run([sys.executable, "simplemodel.py", "--max_new_tokens=20"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "CHINESE_POETRY_DIR": str(POETRY_DIR)})
+    assert result.returncode == 0, result.stderr
+    assert sha_of_file(tmp_path / "ci.txt") == corpus.CORPUS_SHA256
+    assert result.stdout.split("--- 春江 ---\n")[1].startswith("春江")
