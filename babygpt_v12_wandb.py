@@ -12,10 +12,14 @@ import time
 
 import torch
 import torch.nn as nn
-import wandb
 from torch.nn import functional as F
 
 from common import apply_overrides, hyperparameters, pick_device, read_text
+
+try:
+    import wandb
+except ImportError:  # 没装 wandb 也照样训练，只是什么都不记录
+    wandb = None
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
 batch_size = 64  # 每一步随机抽多少段文本
@@ -244,7 +248,9 @@ if __name__ == "__main__":
         wandb_mode = "online" if wandb_logged_in() else "offline"
     # 记录的是 CPU 预设和命令行覆盖之后真正用到的全部超参数
     config = {name: globals()[name] for name in hyperparameters(__file__)}
-    run = wandb_call("初始化", wandb.init, project=wandb_project, config=config, mode=wandb_mode)
+    if wandb is None:
+        print("警告：没有安装 wandb（pip install wandb），这次训练不做记录。", file=sys.stderr)
+    run = wandb_call("初始化", wandb.init, project=wandb_project, config=config, mode=wandb_mode) if wandb else None
     if run is not None and wandb_mode != "disabled":
         print(f"wandb（{wandb_mode}）运行目录：{os.path.dirname(run.dir)}")
         if wandb_mode == "offline":

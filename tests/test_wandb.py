@@ -61,3 +61,15 @@ def test_wandb_failure_never_stops_training(tiny_corpus, tmp_path):
                     "--wandb_mode=online", *RUN, cwd=tmp_path, env=env)
     assert "警告：wandb 初始化失败" in result.stderr
     assert samples(result.stdout)["春江"].startswith("春江")
+
+
+def test_training_runs_without_wandb_installed(tiny_corpus, tmp_path):
+    # 在 PYTHONPATH 最前面放一个一导入就报 ImportError 的假 wandb，模拟没装 wandb 的机器
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "wandb.py").write_text('raise ImportError("假装没有安装 wandb")\n', encoding="utf-8")
+    result = run_ok("babygpt_v12_wandb.py", f"--data_path={tiny_corpus}", f"--checkpoint={tmp_path / 'c.pt'}",
+                    *RUN, cwd=tmp_path, env={"PYTHONPATH": str(fake)})
+    assert "没有安装 wandb" in result.stderr
+    assert not (tmp_path / "wandb").exists()
+    assert samples(result.stdout)["往事"].startswith("往事")
