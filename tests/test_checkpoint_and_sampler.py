@@ -153,7 +153,9 @@ def test_ctrl_c_at_the_prompt_exits_cleanly(checkpoint):
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     while "请输入文字" not in seen:
-        seen += proc.stdout.read(1)
+        char = proc.stdout.read(1)
+        assert char, f"采样脚本没等到输入就退出了：{proc.communicate()[1]}"
+        seen += char
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
@@ -168,8 +170,10 @@ def test_ctrl_c_during_training_keeps_the_best_checkpoint(tmp_path):
             "--eval_iters=1", "--n_layer=1", "--n_embd=32", "--n_head=4", f"--block_size={BLOCK_SIZE}"]
     proc = subprocess.Popen([sys.executable, REPO / "babygpt_v11_hyper_params.py", *args], cwd=REPO, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    while "已保存检查点" not in proc.stdout.readline():
-        pass
+    line = "start"
+    while line and "已保存检查点" not in line:
+        line = proc.stdout.readline()
+    assert line, f"训练还没存检查点就退出了：{proc.communicate()[1]}"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
