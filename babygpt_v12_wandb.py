@@ -1,6 +1,6 @@
 """
 babygpt_v12_wandb.py —— 实验跟踪：用 wandb 记录超参数、每次评估的损失和速度，以及最后生成的样本。
-新概念：wandb。没有账号、没有网络也能用：默认离线记录到 ./wandb/，之后可以用 wandb sync 上传。
+新概念：wandb。没有账号、没有网络也能用：没登录时离线记录到 ./wandb/，之后可以用 wandb sync 上传。
 wandb 出任何错都只打印警告，训练照常进行。其余代码与 v11 完全相同。
 笔记：notes/babygpt_v12_wandb.md
 """
