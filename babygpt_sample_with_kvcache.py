@@ -1,7 +1,7 @@
 """
-babygpt_sample_with_kvcache.py —— 用 v11 训练出的检查点交互式地生成宋词，并用 KV 缓存加速。
+babygpt_sample_with_kvcache.py —— babygpt_sample.py 加上 KV 缓存：生成同样的文字，但每步只算一个新字。
 新概念：KV 缓存。生成第 t 个字时，前面各字的 key 和 value 已经算过，存起来重复使用：
-先把整段提示词一次算完（预填充，每个位置都要算 query），之后每步只给模型喂一个新字（解码，只算一个 query）。
+先把整段提示词一次算完（预填充），之后每步只给模型喂一个新字（解码），位置从 start_pos 开始数。
 文本超过 block_size 后窗口每步右移一格，每个字的位置都变了，缓存作废，只能每步把整个窗口重算——结果与不用缓存完全一致。
 用法：python babygpt_sample_with_kvcache.py                 # 交互模式
       python babygpt_sample_with_kvcache.py --prompt=春江   # 生成一次就退出
@@ -20,12 +20,12 @@ from common import apply_overrides, pick_device
 # ==================== 超参数（可用 --name=value 覆盖） ====================
 checkpoint = "babygpt.pt"  # 检查点文件，由 babygpt_v11_hyper_params.py 或 babygpt_v12_wandb.py 写出
 prompt = ""  # 提示词；留空则进入交互模式
-num_samples = 1  # 每个提示词生成几段
-max_new_tokens = 200  # 每段生成多少个字
-temperature = 0.8  # 温度：<1 更保守，>1 更发散；必须大于 0
-top_k = 200  # 只在概率最高的 top_k 个字里抽样；大于词表时按词表大小算
+num_samples = 1  # 每个提示词生成几段，取值 [1, ∞)
+max_new_tokens = 200  # 每段生成多少个字，取值 [1, ∞)
+temperature = 0.8  # 温度：<1 更保守，>1 更发散，取值 (0, ∞)
+top_k = 200  # 只在概率最高的 top_k 个字里抽样；大于词表时按词表大小算，取值 [1, ∞)
 use_kv_cache = True  # 是否使用 KV 缓存；设为 False 可以比较速度
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子，让每次运行的结果都一样
 # ==========================================================================
 
@@ -57,8 +57,9 @@ class Head(nn.Module):
         self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字
-        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字；
+        # persistent=False：它随时能重新算出来，不必存进检查点
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)), persistent=False)
         self.dropout = nn.Dropout(dropout)
         # KV 缓存：已经算过的位置的 key 和 value（不是参数，不进检查点）
         self.cache_k = None  # (B, L, head_size)
@@ -146,7 +147,6 @@ class BabyGPT(nn.Module):
         self.blocks = nn.ModuleList([Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
         self.lm_head = nn.Linear(n_embd, vocab_size)
-        self.cached_idx = None  # (B, L)：KV 缓存是用哪些字算出来的
 
     def forward(self, idx, targets=None, use_cache=False, start_pos=0):
         B, T = idx.shape
@@ -168,32 +168,23 @@ class BabyGPT(nn.Module):
         for module in self.modules():
             if isinstance(module, Head):
                 module.cache_k = module.cache_v = None
-        self.cached_idx = None
 
     @torch.no_grad()
-    def next_logits(self, idx, use_kv_cache=True):
-        """下一个字的 logits（B, vocab_size）。和训练时一样只看最后 block_size 个字。"""
-        window = idx[:, -self.block_size:]  # (B, T)
-        # 文本超过 block_size 后窗口每步都向右滑一格，每个字的位置都变了，缓存下一步就作废：
-        # 这时只能把整个窗口重新算一遍，存进缓存也用不上，所以和不用缓存时走同一条路
-        if not use_kv_cache or idx.shape[1] > self.block_size:
-            logits, _ = self(window)
-            return logits[:, -1, :]
-        n = 0 if self.cached_idx is None else self.cached_idx.shape[1]
-        # 缓存只在当前窗口以“缓存过的那些字”开头时有效；换了提示词时缓存作废，
-        # 把整个窗口重新预填充一遍：一次前向算出所有位置的 key、value
-        if n == 0 or n >= window.shape[1] or not torch.equal(window[:, :n], self.cached_idx):
-            self.reset_cache()
-            n = 0
-        logits, _ = self(window[:, n:], use_cache=True, start_pos=n)  # 预填充时喂整个窗口，解码时只喂新字
-        self.cached_idx = window
-        return logits[:, -1, :]
-
-    @torch.no_grad()
-    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, use_kv_cache=True):
-        """逐个生成新字，每生成一个就 yield 出来（B, 1），方便边生成边打印。"""
+    def generate(self, idx, max_new_tokens, temperature=1.0, top_k=None, on_token=None, use_kv_cache=True):
+        """逐个生成 max_new_tokens 个字，返回 (B, T+max_new_tokens)；每生成一个字就调用一次 on_token(idx_next)。"""
+        # 每次生成都从空缓存开始；start_pos 是下一个要喂给模型的字的位置，也是缓存里已有的位置数
+        self.reset_cache()
+        start_pos = 0
         for _ in range(max_new_tokens):
-            logits = self.next_logits(idx, use_kv_cache) / temperature  # (B, vocab_size)
+            if use_kv_cache and idx.shape[1] <= self.block_size:
+                # 第一次喂整段提示词（预填充），之后每次只喂上一步新生成的那个字（解码）
+                logits, _ = self(idx[:, start_pos:], use_cache=True, start_pos=start_pos)  # (B, T_new, vocab_size)
+                start_pos = idx.shape[1]
+            else:
+                # 模型最多只看最后 block_size 个字；超过 block_size 后每个字的位置都变了，缓存作废，整个窗口重算
+                logits, _ = self(idx[:, -self.block_size:])  # (B, T, vocab_size)
+            # 温度：logits 除以它再做 softmax；小于 1 让分布更尖（更保守），大于 1 让分布更平（更发散）
+            logits = logits[:, -1, :] / temperature  # (B, vocab_size)
             if top_k is not None:
                 # 只保留分数最高的 top_k 个字，其余设为 -inf（概率为 0）
                 kth_best = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, [-1]]  # (B, 1)
@@ -201,7 +192,23 @@ class BabyGPT(nn.Module):
             probs = F.softmax(logits, dim=-1)  # (B, vocab_size)
             idx_next = torch.multinomial(probs, num_samples=1)  # (B, 1)
             idx = torch.cat((idx, idx_next), dim=1)  # (B, T+1)
-            yield idx_next
+            if on_token is not None:
+                on_token(idx_next)
+        return idx
+
+
+def split_qkv(state_dict, n_head):
+    """v13 起的检查点把所有头的 query、key、value 存在一个 qkv 权重里；按行切开，还原成每个头各自的三个权重。"""
+    split = {}
+    for name, weight in state_dict.items():
+        if name.endswith(".sa.qkv.weight"):
+            # qkv 的输出依次是所有头的 query、key、value；每一段里再按头排，每个头 head_size 行
+            for kind, part in zip(("query", "key", "value"), weight.chunk(3)):
+                for h, rows in enumerate(part.chunk(n_head)):
+                    split[name.replace("qkv.weight", f"heads.{h}.{kind}.weight")] = rows
+        else:
+            split[name] = weight
+    return split
 
 
 def load_checkpoint(path, device):
@@ -213,7 +220,10 @@ def load_checkpoint(path, device):
         ckpt = torch.load(path, map_location=device, weights_only=True)
         tokenizer = Tokenizer("".join(ckpt["chars"]))
         model = BabyGPT(**ckpt["model_args"])
-        model.load_state_dict(ckpt["model"])
+        # 第四阶段（v13–v16）的检查点存的是合并的 qkv 权重，这里的模型仍是 v11 那样每个头一组：先拆开再读
+        ckpt["model"] = split_qkv(ckpt["model"], ckpt["model_args"]["n_head"])
+        # 旧版本的检查点里还存着因果掩码 tril；它现在不进检查点（persistent=False），读的时候跳过
+        model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.endswith(".tril")})
         if tokenizer.vocab_size != ckpt["model_args"]["vocab_size"]:
             raise ValueError("词表大小和模型配置不一致")
         iteration, best_val_loss = int(ckpt["iter"]), float(ckpt["best_val_loss"])
@@ -222,6 +232,11 @@ def load_checkpoint(path, device):
         sys.exit(f"错误：{path} 不是可用的 BabyGPT 检查点（{type(e).__name__}: {reason}）。请重新训练生成它。")
     print(f"已读取 {path}：第 {iteration} 步，验证损失 {best_val_loss:.4f}，词表 {tokenizer.vocab_size:,} 个字")
     return model.to(device), tokenizer
+
+
+def print_token(tokenizer):
+    """返回一个回调：把刚生成的字立刻打印出来（flush，不等换行），这就是“流式输出”。"""
+    return lambda idx_next: print(tokenizer.decode(idx_next[0].tolist()), end="", flush=True)
 
 
 def sample(model, tokenizer, text, device):
@@ -238,25 +253,18 @@ def sample(model, tokenizer, text, device):
         print(f"--- {text or '（空提示词）'} ---")
         print(tokenizer.decode(context[0].tolist()), end="", flush=True)
         start = time.time()
-        for idx_next in model.generate(context, max_new_tokens, temperature, top_k, use_kv_cache):
-            print(tokenizer.decode(idx_next[0].tolist()), end="", flush=True)
-        tokens_per_sec = max_new_tokens / (time.time() - start)
-        print(f"\n（{max_new_tokens} 个字，{tokens_per_sec:,.1f} tokens/s，KV 缓存：{'开' if use_kv_cache else '关'}）")
+        model.generate(context, max_new_tokens, temperature, top_k, on_token=print_token(tokenizer), use_kv_cache=use_kv_cache)
+        print(f"\n（{max_new_tokens} 个字，{max_new_tokens / (time.time() - start):,.1f} tokens/s，KV 缓存：{'开' if use_kv_cache else '关'}）")
     return True
 
 
 if __name__ == "__main__":
     apply_overrides(globals())
-    for name, value, valid_range in (("temperature", temperature, "大于 0"), ("top_k", top_k, "至少为 1"),
-                                     ("max_new_tokens", max_new_tokens, "至少为 1"), ("num_samples", num_samples, "至少为 1")):
-        if value <= 0:
-            sys.exit(f"错误：{name} 必须{valid_range}，收到的是 {value}。")
     device = pick_device(device)
     torch.manual_seed(seed)
     model, tokenizer = load_checkpoint(checkpoint, device)
     # 生成前必须 eval()：关闭 dropout，否则每次前向都会随机丢掉一部分激活
     model.eval()
-    top_k = min(top_k, tokenizer.vocab_size)
     if prompt:
         sys.exit(0 if sample(model, tokenizer, prompt, device) else 1)
     try:

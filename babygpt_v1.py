@@ -15,18 +15,18 @@ from torch.nn import functional as F
 from common import apply_overrides, pick_device, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-batch_size = 32  # 每一步随机抽多少段文本
-block_size = 8  # 每段文本有多少个字，也是模型最多能看到的上下文长度
-max_iters = 5000  # 训练多少步
-eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失
-eval_iters = 100  # 估计损失时平均多少个批次
-learning_rate = 1e-2  # AdamW 的学习率
-n_embd = 32  # 每个字的向量有多少维
-train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证
-max_new_tokens = 100  # 每个提示词后面生成多少个字
+batch_size = 32  # 每一步随机抽多少段文本，取值 [1, ∞)
+block_size = 8  # 每段文本有多少个字，也是模型最多能看到的上下文长度，取值 [1, ∞)
+max_iters = 5000  # 训练多少步，取值 [1, ∞)
+eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失，取值 [1, ∞)
+eval_iters = 100  # 估计损失时平均多少个批次，取值 [1, ∞)
+learning_rate = 1e-2  # AdamW 的学习率，取值 (0, ∞)
+n_embd = 32  # 每个字的向量有多少维，取值 [1, ∞)
+train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证，取值 (0, 1)
+max_new_tokens = 100  # 每个提示词后面生成多少个字，取值 [1, ∞)
 prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
 data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子，让每次运行的结果都一样
 # ==========================================================================
 

@@ -13,27 +13,27 @@ import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from common import apply_overrides, pick_device, read_text
+from common import apply_overrides, fail, pick_device, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-batch_size = 64  # 每一步随机抽多少段文本
-block_size = 256  # 每段文本有多少个字，也是模型最多能看到的上下文长度
-max_iters = 5000  # 训练多少步
-eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失
-eval_iters = 100  # 估计损失时平均多少个批次
-learning_rate = 3e-4  # AdamW 的学习率
-n_embd = 384  # 每个字的向量有多少维
-n_head = 6  # 注意力头的个数，n_embd 必须能被它整除
-n_layer = 6  # 叠多少个 Transformer 块
-dropout = 0.2  # 训练时随机置零的比例
-train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证
-max_new_tokens = 100  # 每个提示词后面生成多少个字
+batch_size = 64  # 每一步随机抽多少段文本，取值 [1, ∞)
+block_size = 256  # 每段文本有多少个字，也是模型最多能看到的上下文长度，取值 [1, ∞)
+max_iters = 5000  # 训练多少步，取值 [1, ∞)
+eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失，取值 [1, ∞)
+eval_iters = 100  # 估计损失时平均多少个批次，取值 [1, ∞)
+learning_rate = 3e-4  # AdamW 的学习率，取值 (0, ∞)
+n_embd = 384  # 每个字的向量有多少维，取值 [1, ∞)
+n_head = 6  # 注意力头的个数，n_embd 必须能被它整除，取值 [1, ∞)
+n_layer = 6  # 叠多少个 Transformer 块，取值 [1, ∞)
+dropout = 0.2  # 训练时随机置零的比例，取值 [0, 1)
+train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证，取值 (0, 1)
+max_new_tokens = 100  # 每个提示词后面生成多少个字，取值 [1, ∞)
 prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
 data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子，让每次运行的结果都一样
-checkpoint = "babygpt.pt"  # 检查点文件：验证损失创新低时写入，babygpt_sample_with_kvcache.py 从这里读
-preset = "auto"  # auto：GPU 上用上面的完整配置，CPU 上换成 CPU_PRESET；也可以写 full 或 cpu
+checkpoint = "babygpt.pt"  # 检查点文件：验证损失创新低时写入，采样脚本 babygpt_sample.py 从这里读
+preset = "auto"  # auto：GPU 上用上面的完整配置，CPU 上换成 CPU_PRESET，取值 {auto, full, cpu}
 # ==========================================================================
 
 # 完整配置在 2 核 CPU 上每步约 18 秒（约 900 tokens/s），5000 步加上评估要 30 多个小时。
@@ -78,8 +78,9 @@ class Head(nn.Module):
         self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字
-        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字；
+        # persistent=False：它随时能重新算出来，不必存进检查点
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)), persistent=False)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x):
@@ -207,14 +208,12 @@ def estimate_loss(model, splits, eval_iters, batch_size, block_size, device):
 if __name__ == "__main__":
     overrides = apply_overrides(globals())
     device = pick_device(device)
-    if preset not in ("auto", "full", "cpu"):
-        sys.exit(f"错误：preset 只能是 auto、full 或 cpu，收到的是 {preset!r}。")
     if preset == "cpu" or (preset == "auto" and device == "cpu"):
         changed = {name: value for name, value in CPU_PRESET.items() if name not in overrides}
         globals().update(changed)
         print("CPU 预设（--preset=full 可跑完整配置）：" + ", ".join(f"{k}={v}" for k, v in changed.items()))
     if n_embd % n_head != 0:
-        sys.exit(f"错误：n_embd={n_embd} 必须能被 n_head={n_head} 整除。")
+        fail(f"n_embd={n_embd} 必须能被 n_head={n_head} 整除（CPU 预设把 n_embd 换成了 {CPU_PRESET['n_embd']}）。")
     torch.manual_seed(seed)
     text = read_text(data_path)
     tokenizer = Tokenizer(text)
@@ -236,7 +235,9 @@ if __name__ == "__main__":
     print(f"参数量：{sum(p.numel() for p in model.parameters()):,}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     # 刚初始化的模型几乎是均匀乱猜，每个字的概率约 1/vocab_size，所以损失应接近 ln(vocab_size)
+    eval_start = time.time()
     losses = estimate_loss(model, splits, eval_iters, batch_size, block_size, device)
+    seconds_per_eval = time.time() - eval_start
     print(f"初始损失：train {losses['train']:.4f}，val {losses['val']:.4f}；ln(vocab_size) = {math.log(tokenizer.vocab_size):.4f}")
 
     start = time.time()
@@ -248,12 +249,13 @@ if __name__ == "__main__":
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        # 跑完前 10 步就估计总用时，免得在慢机器上干等
-        if step == min(10, max_iters):
-            seconds_per_step = (time.time() - start) / step
-            # 每次评估要前向 2 × eval_iters 个批次，一次前向约是训练一步（前向 + 反向）的 1/3
-            eval_steps = max_iters // eval_interval * 2 * eval_iters / 3
-            print(f"每步约 {seconds_per_step:.2f} 秒，预计总用时约 {seconds_per_step * (max_iters + eval_steps) / 60:.1f} 分钟")
+        # 第 1 步有一次性的开销（分配内存等），不算在内：量第 2–11 步的速度，加上每次评估的实测用时，估计总用时
+        if step == 1:
+            warmed_up = time.time()
+        elif step == min(11, max_iters):
+            seconds_per_step = (time.time() - warmed_up) / (step - 1)
+            total = seconds_per_step * max_iters + seconds_per_eval * math.ceil(max_iters / eval_interval)
+            print(f"每步约 {seconds_per_step:.2f} 秒，预计总用时约 {total / 60:.1f} 分钟（含评估）")
         # 每 eval_interval 步和最后一步各评估一次；tokens/s 只算训练花的时间
         if step % eval_interval == 0 or step == max_iters:
             eval_start = time.time()
@@ -268,6 +270,9 @@ if __name__ == "__main__":
                 print(f"  验证损失创新低，已保存检查点 {checkpoint}")
     print(f"训练用时 {time.time() - start:.1f} 秒")
 
+    # 用检查点里验证损失最低的那一步生成：和采样脚本读到的是同一个模型，而不是最后一步的模型
+    if best_val_loss < float("inf"):
+        model.load_state_dict(torch.load(checkpoint, map_location=device, weights_only=True)["model"])
     model.eval()
     for prompt, ids in zip(prompts, prompt_ids):
         print(f"--- {prompt} ---")

@@ -14,19 +14,19 @@ from torch.nn import functional as F
 from common import apply_overrides, pick_device, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-batch_size = 32  # 每一步随机抽多少段文本
-block_size = 8  # 每段文本有多少个字，也是模型最多能看到的上下文长度
-max_iters = 5000  # 训练多少步
-eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失
-eval_iters = 100  # 估计损失时平均多少个批次
-learning_rate = 1e-2  # AdamW 的学习率
-n_embd = 32  # 每个字的向量有多少维
-n_head = 4  # 注意力头的个数，n_embd 必须能被它整除
-train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证
-max_new_tokens = 100  # 每个提示词后面生成多少个字
+batch_size = 32  # 每一步随机抽多少段文本，取值 [1, ∞)
+block_size = 8  # 每段文本有多少个字，也是模型最多能看到的上下文长度，取值 [1, ∞)
+max_iters = 5000  # 训练多少步，取值 [1, ∞)
+eval_interval = 200  # 每隔多少步估计一次训练集和验证集上的损失，取值 [1, ∞)
+eval_iters = 100  # 估计损失时平均多少个批次，取值 [1, ∞)
+learning_rate = 1e-2  # AdamW 的学习率，取值 (0, ∞)
+n_embd = 32  # 每个字的向量有多少维，取值 [1, ∞)
+n_head = 4  # 注意力头的个数，n_embd 必须能被它整除，取值 [1, ∞)
+train_ratio = 0.9  # 前 90% 的文本用来训练，其余用来验证，取值 (0, 1)
+max_new_tokens = 100  # 每个提示词后面生成多少个字，取值 [1, ∞)
 prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
 data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子，让每次运行的结果都一样
 # ==========================================================================
 
@@ -67,8 +67,9 @@ class Head(nn.Module):
         self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
-        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字
-        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)))
+        # 下三角矩阵：第 t 行只有前 t+1 个位置是 1，用来挡住“未来”的字；
+        # persistent=False：它随时能重新算出来，不必存进检查点
+        self.register_buffer("tril", torch.tril(torch.ones(block_size, block_size)), persistent=False)
 
     def forward(self, x):
         B, T, C = x.shape
@@ -147,8 +148,6 @@ def estimate_loss(model, splits, eval_iters, batch_size, block_size, device):
 
 if __name__ == "__main__":
     apply_overrides(globals())
-    if n_embd % n_head != 0:
-        sys.exit(f"错误：n_embd={n_embd} 必须能被 n_head={n_head} 整除。")
     device = pick_device(device)
     torch.manual_seed(seed)
     text = read_text(data_path)

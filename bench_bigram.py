@@ -17,8 +17,8 @@ from pathlib import Path
 from common import apply_overrides, hardware, hyperparameters
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-runs = 5  # 每种配置各运行多少次，取中位数
-scale = 10  # 第二组实验把两个脚本默认的 max_iters 放大多少倍
+runs = 5  # 每种配置各运行多少次，取中位数，取值 [1, ∞)
+scale = 10  # 第二组实验把两个脚本默认的 max_iters 放大多少倍，取值 [1, ∞)
 data_path = "ci.txt"  # 传给两个脚本的训练文本
 # ==========================================================================
 

@@ -15,9 +15,9 @@ from common import apply_overrides, hardware, pick_device
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
 checkpoint = ""  # 留空：用 v11 完整配置的形状随机初始化；也可以指定一个检查点
-max_new_tokens = 500  # 第二段测试生成多少个字（超过 block_size 才能看到窗口滑动的代价）
-repeats = 3  # 每种情况测几次，取最快的一次
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+max_new_tokens = 500  # 第二段测试生成多少个字（超过 block_size 才能看到窗口滑动的代价），取值 [1, ∞)
+repeats = 3  # 每种情况测几次，取最快的一次，取值 [1, ∞)
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子
 # ==========================================================================
 
@@ -31,8 +31,7 @@ def tokens_per_sec(model, n_tokens, use_kv_cache, device):
         torch.manual_seed(seed)
         prompt = torch.zeros((1, 1), dtype=torch.long, device=device)  # (1, 1)
         start = time.perf_counter()
-        for _ in model.generate(prompt, n_tokens, use_kv_cache=use_kv_cache):
-            pass
+        model.generate(prompt, n_tokens, use_kv_cache=use_kv_cache)
         if device == "cuda":
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)

@@ -13,10 +13,13 @@ corpus.py —— 构建训练语料 ci.txt（南唐词 + 全宋词），逐字�
 笔记：notes/corpus.md
 """
 import hashlib
+import http.client
 import json
 import os
 import sys
+import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -66,22 +69,31 @@ def sha256_of(data):
 
 
 def write_atomically(path, data):
-    """先写同目录下的临时文件再改名：中途失败不会留下半个文件。"""
+    """先写同目录下的临时文件再改名：中途失败不会留下半个文件。
+    临时文件名每次都不同（mkstemp），两个进程同时第一次构建也不会互相写坏对方的临时文件。"""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def download(url, timeout=30, retries=3):
-    """下载一个文件，失败时等一会儿重试。"""
+    """下载一个文件，网络出错时等一会儿重试；地址写错或服务器说“没有这个文件”（4xx）时重试也没用，直接报错。"""
     for attempt in range(1, retries + 1):
         try:
             with urllib.request.urlopen(url, timeout=timeout) as response:
                 return response.read()
-        except OSError as e:
-            if attempt == retries:
-                raise CorpusError(f"下载失败（试了 {retries} 次）：{url}\n原因：{e}\n{HOW_TO_FIX}") from None
+        except ValueError as e:  # 例如 CHINESE_POETRY_BASE_URL 不是 http(s):// 开头的地址
+            raise CorpusError(f"下载地址不对：{url}（{e}）\n{HOW_TO_FIX}") from None
+        except (OSError, http.client.HTTPException) as e:  # 连不上、超时、读到一半断开（IncompleteRead）……
+            client_error = isinstance(e, urllib.error.HTTPError) and 400 <= e.code < 500
+            if client_error or attempt == retries:
+                raise CorpusError(f"下载失败（试了 {attempt} 次）：{url}\n原因：{e}\n{HOW_TO_FIX}") from None
             print(f"  下载出错（{e}），{attempt} 秒后重试……", file=sys.stderr)
             time.sleep(attempt)
 

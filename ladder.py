@@ -18,15 +18,15 @@ from pathlib import Path
 from common import apply_overrides, hardware
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-budget = "cpu"  # cpu：每一步都用 v1–v10 的默认设置；gpu：更大的批次和上下文，v11 用完整配置
-max_iters = 0  # 每一步训练多少步；0 表示用 budget 里的值
-eval_iters = 0  # 估计损失时平均多少个批次；0 表示用 budget 里的值
+budget = "cpu"  # cpu：每一步都用 v1–v10 的默认设置；gpu：更大的批次和上下文，v11 用完整配置，取值 {cpu, gpu}
+max_iters = 0  # 每一步训练多少步；0 表示用 budget 里的值，取值 [0, ∞)
+eval_iters = 0  # 估计损失时平均多少个批次；0 表示用 budget 里的值，取值 [0, ∞)
 steps = ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11"]  # 要跑的步骤，命令行里用逗号分隔
 sample_steps = ["v1", "v3", "v7", "v10", "v11"]  # 这些步骤生成的文本并排放进笔记
 prompt = "春江"  # 每一步生成时用的同一个提示词
-max_new_tokens = 60  # 提示词后面生成多少个字
+max_new_tokens = 60  # 提示词后面生成多少个字，取值 [1, ∞)
 data_path = "ci.txt"  # 训练文本（UTF-8）；相对路径以仓库目录为准
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子：每一步都用同一个
 out_dir = "notes"  # .md、.png、.json 写到哪个目录；相对路径以仓库目录为准
 checkpoint_dir = ""  # v11 的检查点写到哪个目录；空表示用临时目录、跑完就删，不碰你自己的 babygpt.pt

@@ -11,11 +11,11 @@ import torch.nn as nn
 from common import apply_overrides, pick_device
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-learning_rate = 0.1  # SGD 的学习率：每一步沿着梯度的反方向走多远
-max_iters = 300  # 梯度下降多少步
-n_samples = 200  # 造多少个 (x, y) 数据点
-noise = 0.1  # 加到 y 上的高斯噪声的标准差
-device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu
+learning_rate = 0.1  # SGD 的学习率：每一步沿着梯度的反方向走多远，取值 (0, ∞)
+max_iters = 300  # 梯度下降多少步，取值 [1, ∞)
+n_samples = 200  # 造多少个 (x, y) 数据点，取值 [1, ∞)
+noise = 0.1  # 加到 y 上的高斯噪声的标准差，取值 [0, ∞)
+device = "auto"  # 计算设备：auto 会依次尝试 cuda、mps、cpu，取值 {auto, cpu, cuda, mps}
 seed = 42  # 随机种子，让每次运行的结果都一样
 # ==========================================================================
 

@@ -11,10 +11,10 @@ import time
 from common import apply_overrides, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-batch_size = 32  # 每一步随机抽多少段文本
-block_size = 8  # 每段文本有多少个字
-max_iters = 8000  # 训练（计数）多少步
-max_new_tokens = 100  # 每个提示词后面生成多少个字
+batch_size = 32  # 每一步随机抽多少段文本，取值 [1, ∞)
+block_size = 8  # 每段文本有多少个字，取值 [1, ∞)
+max_iters = 8000  # 训练（计数）多少步，取值 [1, ∞)
+max_new_tokens = 100  # 每个提示词后面生成多少个字，取值 [1, ∞)
 prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
 data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建
 seed = 42  # 随机种子，让每次运行的结果都一样

@@ -17,12 +17,12 @@ from common import apply_overrides, read_text
 # 两条 “# ===” 之间是超参数，每一个都能在命令行上用 --名字=值 修改，python 脚本名 --help 可以列出它们
 # ==================== 超参数（可用 --name=value 覆盖） ====================
 # batch_size：一“批”里有几段文本。每一步不是只看一段，而是同时看 batch_size 段
-batch_size = 32  # 每一步随机抽多少段文本
+batch_size = 32  # 每一步随机抽多少段文本，取值 [1, ∞)
 # block_size：每段文本的长度。一段长 8 的文本里有 8 对“当前字 → 下一个字”
-block_size = 8  # 每段文本有多少个字
+block_size = 8  # 每段文本有多少个字，取值 [1, ∞)
 # 一共抽多少批；总共数了 max_iters × batch_size × block_size 对字
-max_iters = 8000  # 训练（计数）多少步
-max_new_tokens = 100  # 每个提示词后面生成多少个字
+max_iters = 8000  # 训练（计数）多少步，取值 [1, ∞)
+max_new_tokens = 100  # 每个提示词后面生成多少个字，取值 [1, ∞)
 # 列表里可以放好几个提示词，每个都单独生成一段
 prompts = ["春江", "往事"]  # 生成时用的提示词，命令行里用逗号分隔
 data_path = "ci.txt"  # 训练文本（UTF-8）；默认的 ci.txt 不存在时会自动构建

@@ -1,7 +1,9 @@
 """测试共用的小工具：仓库路径、自己写出的小语料、以子进程运行脚本。"""
+import functools
 import importlib.util
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +12,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # 让测试能 import 仓库里的脚本，不管从哪里启动 pytest
-from corpus import build_corpus  # noqa: E402
-POETRY_DIR = Path(os.environ.get("CHINESE_POETRY_DIR", REPO.parent / "shared" / "chinese-poetry")).resolve()
+import corpus  # noqa: E402
+
+# .ci/run 设置它：CI 上完整语料必须找得到，那几项测试不许跳过
+REQUIRE_CORPUS = os.environ.get("BABYGPT_REQUIRE_CORPUS") == "1"
 
 # 一小段测试自己写的“宋词”，包含默认提示词里的每个字
 TINY_TEXT = (
@@ -29,12 +33,43 @@ def tiny_corpus(tmp_path):
 
 
 def run_script(script, *args, cwd=REPO, stdin=None, timeout=300, env=None):
-    """用当前的 Python 运行仓库里的一个脚本，返回 CompletedProcess（stdout、stderr 都是文本）。"""
-    full_env = {**os.environ, "CHINESE_POETRY_DIR": str(POETRY_DIR), "PYTHONUNBUFFERED": "1", **(env or {})}
+    """用当前的 Python 运行仓库里的一个脚本，返回 CompletedProcess（stdout、stderr 都是文本）。
+    超时时 subprocess.run 会杀掉子进程，不留下任何进程。"""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
         cwd=cwd, input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def start_script(script, *args, cwd=REPO, env=None):
+    """在后台启动一个脚本（stdin/stdout/stderr 都是管道），返回 Popen。
+    子进程里把 SIGINT 恢复成默认处理：如果测试本身是在“忽略 SIGINT”的环境里跑的（例如 nohup … &），
+    Python 不会装上 KeyboardInterrupt 的处理器，Ctrl-C 就测不出来。调用者必须在 finally 里调用 stop()。"""
+    return subprocess.Popen(
+        [sys.executable, str(REPO / script), *args], cwd=cwd, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def stop(proc):
+    """测试结束（无论成败）时确保子进程已经退出。"""
+    if proc.poll() is None:
+        proc.kill()
+    proc.communicate()
+
+
+def read_until(stream, marker):
+    """从子进程的输出里一个字一个字地读，直到读到 marker；对方先退出时返回 None。"""
+    seen = ""
+    while marker not in seen:
+        char = stream.read(1)
+        if not char:
+            return None
+        seen += char
+    return seen
 
 
 def samples(stdout):
@@ -76,9 +111,34 @@ def assert_clean_error(result, code=None):
     assert "Traceback" not in result.stderr
 
 
+@functools.cache
+def find_poetry_source():
+    """和脚本找语料的顺序一样：先看 CHINESE_POETRY_DIR；没有就用下载缓存（缺文件时先下载，校验 sha256）。
+    返回可以当作 chinese-poetry 仓库根目录用的文件夹；哪里都找不到时返回 None。"""
+    if os.environ.get("CHINESE_POETRY_DIR"):
+        return Path(os.environ["CHINESE_POETRY_DIR"]).resolve()
+    try:
+        corpus.fetch_sources(source_dir=None, cache_dir=corpus.CACHE_DIR)
+    except corpus.CorpusError:
+        return None
+    return corpus.CACHE_DIR
+
+
 @pytest.fixture(scope="session")
-def full_text(tmp_path_factory):
+def poetry_dir():
+    """完整语料的来源目录；找不到时这几项测试跳过（CI 上则算失败），其余测试照常运行。"""
+    found = find_poetry_source()
+    if found is None:
+        message = "找不到完整语料的来源：设置 CHINESE_POETRY_DIR 指向 chinese-poetry 仓库，或联网运行一次 python corpus.py"
+        if REQUIRE_CORPUS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+@pytest.fixture(scope="session")
+def full_text(tmp_path_factory, poetry_dir):
     """完整的 ci.txt 文本：整个测试会话只构建一次，放在临时目录里，不碰仓库里的 ci.txt。"""
     path = tmp_path_factory.mktemp("corpus") / "ci.txt"
-    build_corpus(path, source_dir=POETRY_DIR)
+    corpus.build_corpus(path, source_dir=poetry_dir)
     return path.read_text(encoding="utf-8")
