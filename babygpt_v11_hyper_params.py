@@ -258,6 +258,9 @@ if __name__ == "__main__":
             print(f"每步约 {seconds_per_step:.2f} 秒，预计总用时约 {total / 60:.1f} 分钟（含评估）")
         # 每 eval_interval 步和最后一步各评估一次；tokens/s 只算训练花的时间
         if step % eval_interval == 0 or step == max_iters:
+            # GPU 上的计算是排队异步执行的：先等排好的训练步真正算完，再读时钟，tokens/s 才准
+            if device == "cuda":
+                torch.cuda.synchronize()
             eval_start = time.time()
             losses = estimate_loss(model, splits, eval_iters, batch_size, block_size, device)
             eval_seconds += time.time() - eval_start

@@ -206,6 +206,9 @@ if __name__ == "__main__":
         optimizer.step()
         # 每 eval_interval 步和最后一步各评估一次；tokens/s 只算训练花的时间
         if step % eval_interval == 0 or step == max_iters:
+            # GPU 上的计算是排队异步执行的：先等排好的训练步真正算完，再读时钟，tokens/s 才准
+            if device == "cuda":
+                torch.cuda.synchronize()
             eval_start = time.time()
             losses = estimate_loss(model, splits, eval_iters, batch_size, block_size, device)
             eval_seconds += time.time() - eval_start
