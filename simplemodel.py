@@ -23,8 +23,6 @@ if __name__ == "__main__":
     random.seed(seed)
     text = read_text(data_path)
     vocab = sorted(set(text))
-    if not prompt:
-        sys.exit("错误：提示词不能为空。")
     unknown = sorted(set(prompt) - set(vocab))
     if unknown:
         sys.exit(f"错误：这些字不在词表里：{'、'.join(unknown)}（词表来自训练文本）")

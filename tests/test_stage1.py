@@ -155,7 +155,7 @@ def test_bad_override_is_a_one_line_error(script, arg):
     [
         ("simplemodel.py", "--prompt=ZZ", "Z"),
         ("simplemodel_with_comments.py", "--prompt=春Q", "Q"),
-        ("simplemodel.py", "--prompt=", "提示词不能为空"),
+        ("simplemodel.py", "--prompt=", "--prompt 需要一个非空的值"),
         ("simplebigrammodel.py", "--prompts=春江,ZZ", "Z"),
         ("simplebigrammodel_with_comments.py", "--prompts=Q春", "Q"),
         ("simplebigrammodel_torch.py", "--prompts=春江,ZZ", "Z"),
