@@ -143,7 +143,7 @@ def results():
         if any("babygpt_sample" in block for _, block in BLOCKS):
             subprocess.run([sys.executable, str(REPO / "babygpt_v11_hyper_params.py"), f"--data_path={corpus}",
                             f"--checkpoint={checkpoint}", "--preset=cpu", "--max_iters=3", "--eval_iters=1",
-                            "--n_layer=1", "--n_embd=32", "--block_size=16", "--max_new_tokens=1"],
+                            "--n_layer=1", "--n_head=4", "--n_embd=32", "--block_size=16", "--max_new_tokens=1"],
                            cwd=tmp, env=env, capture_output=True, check=True, timeout=TIMEOUT)
 
         full = None  # 完整语料，只给 FULL_CORPUS_NOTES 的块用
