@@ -32,7 +32,7 @@ LADDER = [
 DIFF_BUDGET = {
     ("simplemodel.py", "simplebigrammodel.py"): 100,
     ("simplebigrammodel.py", "simplebigrammodel_torch.py"): 65,
-    ("simplebigrammodel_torch.py", "babygpt_v1.py"): 110,
+    ("simplebigrammodel_torch.py", "babygpt_v1.py"): 115,
     ("babygpt_v1.py", "babygpt_v2_position.py"): 40,
     ("babygpt_v2_position.py", "babygpt_v3_self_attention.py"): 40,
     ("babygpt_v3_self_attention.py", "babygpt_v4_multihead_attention.py"): 40,
