@@ -16,6 +16,8 @@ import corpus  # noqa: E402
 
 # .ci/run 设置它：CI 上完整语料必须找得到，那几项测试不许跳过
 REQUIRE_CORPUS = os.environ.get("BABYGPT_REQUIRE_CORPUS") == "1"
+# 第四阶段：让训练变快（融合注意力、混合精度、编译）和用上多个进程（DDP）
+STAGE4 = ["babygpt_v13_flash_attention.py", "babygpt_v14_mixed_precision.py", "babygpt_v15_compile.py", "babygpt_v16_ddp.py"]
 
 # 一小段测试自己写的“宋词”，包含默认提示词里的每个字
 TINY_TEXT = (

@@ -8,7 +8,7 @@ import torch
 
 import common
 import corpus
-from conftest import REPO, assert_clean_error, load_script, run_ok, run_script, samples
+from conftest import REPO, STAGE4, assert_clean_error, load_script, run_ok, run_script, samples
 
 LADDER = [
     "babygpt_v1.py",
@@ -46,6 +46,11 @@ DIFF_BUDGET = {
     ("babygpt_v11_hyper_params.py", "babygpt_v12_wandb.py"): 55,
     ("babygpt_v11_hyper_params.py", "babygpt_sample.py"): 215,
     ("babygpt_sample.py", "babygpt_sample_with_kvcache.py"): 100,
+    ("babygpt_sample_with_kvcache.py", "babygpt_sample_with_cipai.py"): 110,
+    ("babygpt_v12_wandb.py", "babygpt_v13_flash_attention.py"): 60,
+    ("babygpt_v13_flash_attention.py", "babygpt_v14_mixed_precision.py"): 55,
+    ("babygpt_v14_mixed_precision.py", "babygpt_v15_compile.py"): 50,
+    ("babygpt_v15_compile.py", "babygpt_v16_ddp.py"): 85,
 }
 VOCAB = 200
 TINY_RUN = ["--max_iters=30", "--eval_interval=20", "--eval_iters=2", "--max_new_tokens=20"]
@@ -82,7 +87,7 @@ def test_script_trains_evaluates_last_step_and_samples(script, tiny_corpus, tmp_
         assert text.startswith(prompt)
 
 
-@pytest.mark.parametrize("script", LADDER + ["babygpt_v12_wandb.py"])
+@pytest.mark.parametrize("script", LADDER + ["babygpt_v12_wandb.py"] + STAGE4)
 def test_import_builds_no_data(script, tmp_path, monkeypatch):
     # 导入时一旦去读或构建语料就立刻失败；导入前后当前目录里不能多出任何文件
     def refuse(*args, **kwargs):
@@ -185,14 +190,14 @@ def test_out_of_vocabulary_prompt_is_refused_before_training(script, tiny_corpus
     assert "step" not in result.stdout
 
 
-@pytest.mark.parametrize("script", LADDER[3:] + ["babygpt_v12_wandb.py"])
+@pytest.mark.parametrize("script", LADDER[3:] + ["babygpt_v12_wandb.py"] + STAGE4)
 def test_n_embd_not_divisible_by_n_head_is_refused(script, tiny_corpus):
     result = run_script(script, f"--data_path={tiny_corpus}", "--n_embd=30", "--n_head=4")
     assert_clean_error(result, code=2)
     assert "整除" in result.stderr
 
 
-@pytest.mark.parametrize("script", ["babygpt_v11_hyper_params.py", "babygpt_v12_wandb.py"])
+@pytest.mark.parametrize("script", ["babygpt_v11_hyper_params.py", "babygpt_v12_wandb.py"] + STAGE4)
 def test_n_head_that_only_breaks_the_cpu_preset_is_refused(script, tiny_corpus, tmp_path):
     # 384 能被 3 整除，CPU 预设的 128 不能：检查要在换上预设之后再做一次
     result = run_script(script, f"--data_path={tiny_corpus}", "--n_head=3", "--preset=cpu", f"--checkpoint={tmp_path / 'c.pt'}")

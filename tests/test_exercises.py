@@ -3,7 +3,8 @@
 块里用 sed 复制出来的脚本必须真的和原脚本不同，否则说明 sed 的模式已经对不上代码了。
 同一个块里同一个脚本再次出现时（只是换了种子或学习率），只检查它的参数、不再运行，好让整个文件一分钟左右跑完。
 各个块在后台并行地跑（每个子进程只用一个线程），全部跑完再逐块检查；仓库里不留下任何文件，也不留下任何进程。
-讲词牌的笔记（FULL_CORPUS_NOTES）要用真的词牌名（满江红、菩萨蛮……），它们的块改用完整语料；找不到语料来源时跳过，CI 上算失败。"""
+讲词牌的笔记（FULL_CORPUS_NOTES）要用真的词牌名（满江红、菩萨蛮……），它们的块改用完整语料（检查点也在完整语料上训练）；
+找不到语料来源时跳过，CI 上算失败。"""
 import ast
 import contextlib
 import io
@@ -28,7 +29,7 @@ BASH_BLOCK = re.compile(r"```bash\n(.*?)```", re.S)
 PYTHON_CALL = re.compile(r"python (\S+\.py)((?: --\S+)*)")  # 脚本名，以及紧跟在后面的 --name=value 参数
 SED_COPY = re.compile(r"^sed .* (\S+\.py) > (\S+\.py)$", re.M)  # sed '…' 原脚本.py > 新脚本.py
 TIMEOUT = 120  # 单个块的上限（秒）；正常情况下每个块几秒钟就跑完
-FULL_CORPUS_NOTES = {"cipai"}
+FULL_CORPUS_NOTES = {"cipai", "babygpt_sample_with_cipai"}
 NO_CORPUS = "找不到完整语料的来源：设置 CHINESE_POETRY_DIR 指向 chinese-poetry 仓库，或联网运行一次 python corpus.py"
 TINY = {"max_iters": "3", "eval_interval": "3", "eval_iters": "1", "max_new_tokens": "5", "prompts": "春江", "prompt": "春江"}
 
@@ -138,18 +139,21 @@ def results():
         env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
                "PYTHONUNBUFFERED": "1"}
 
-        # 采样脚本的练习要读 babygpt.pt：先用 v11 在小语料上训练一个极小的检查点，放进每个副本
-        checkpoint = tmp / "babygpt.pt"
-        if any("babygpt_sample" in block for _, block in BLOCKS):
-            subprocess.run([sys.executable, str(REPO / "babygpt_v11_hyper_params.py"), f"--data_path={corpus}",
-                            f"--checkpoint={checkpoint}", "--preset=cpu", "--max_iters=3", "--eval_iters=1",
-                            "--n_layer=1", "--n_head=4", "--n_embd=32", "--block_size=16", "--max_new_tokens=1"],
-                           cwd=tmp, env=env, capture_output=True, check=True, timeout=TIMEOUT)
-
         full = None  # 完整语料，只给 FULL_CORPUS_NOTES 的块用
         if any(name.split("#")[0] in FULL_CORPUS_NOTES for name, _ in BLOCKS) and find_poetry_source() is not None:
             full = tmp / "ci.txt"
             corpus_module.build_corpus(full, source_dir=find_poetry_source())
+
+        # 采样脚本的练习要读 babygpt.pt：先用 v11 在每份语料上训练一个极小的检查点（词表跟着语料走），放进每个副本
+        checkpoints = {}
+        for text_path in (corpus, full):
+            if text_path is None or not any("babygpt_sample" in block for _, block in BLOCKS):
+                continue
+            checkpoints[text_path] = tmp / f"babygpt_{text_path.stem}.pt"
+            subprocess.run([sys.executable, str(REPO / "babygpt_v11_hyper_params.py"), f"--data_path={text_path}",
+                            f"--checkpoint={checkpoints[text_path]}", "--preset=cpu", "--max_iters=3", "--eval_iters=1",
+                            "--n_layer=1", "--n_head=4", "--n_embd=32", "--block_size=16", "--max_new_tokens=1"],
+                           cwd=tmp, env=env, capture_output=True, check=True, timeout=TIMEOUT)
 
         def run(item):
             name, block = item
@@ -161,8 +165,8 @@ def results():
             for script in REPO.glob("*.py"):  # 只拷脚本，不碰仓库里的 ci.txt
                 shutil.copy(script, workdir)
             shutil.copy(text_path, workdir / "ci.txt")  # 命令里直接读 ci.txt 的，读到的也是同一份语料
-            if checkpoint.exists():
-                shutil.copy(checkpoint, workdir / "babygpt.pt")
+            if text_path in checkpoints:
+                shutil.copy(checkpoints[text_path], workdir / "babygpt.pt")
             problems = []
             try:
                 checked = sed_copies_differ(block, workdir, env)
@@ -179,8 +183,8 @@ def test_every_step_note_has_exercises():
     """每篇步骤笔记都以“动手试试”结尾，里面有 2–3 道题，每道题都有命令和折叠起来的实测结果。"""
     steps = [p for p in (REPO / "notes").glob("*.md")
              if p.stem in ("simplemodel", "simplebigrammodel", "simplebigrammodel_torch", "pytorch_5min")
-             or re.fullmatch(r"babygpt_v([1-9]|1[01])(_.*)?", p.stem)]
-    assert len(steps) == 15
+             or re.fullmatch(r"babygpt_(v\d+|sample)(_.*)?", p.stem)]
+    assert len(steps) == 4 + 16 + 3  # 第一阶段 4 篇，v1–v16，3 个采样脚本
     for note in steps:
         text = note.read_text(encoding="utf-8")
         assert SECTION in text, f"{note.name} 没有“{SECTION}”"

@@ -1,9 +1,12 @@
 """实验阶梯 ladder.py 的冒烟测试：用很小的预算真的跑几步，检查表格、图和 JSON 都写出来了；
-不认识的步骤或预算只给一句中文错误；导入它不会跑任何东西。完整的阶梯在 2 核 CPU 上要约 18 分钟，不在测试里跑。"""
+context 预算的几个种子汇总成均值、标准差和范围；图在没有中文字体时改用英文标签；
+不认识的步骤或预算只给一句中文错误；导入它不会跑任何东西。完整的阶梯要跑几十分钟，不在测试里跑。"""
 import json
 import re
+import warnings
 
 import matplotlib.image
+import pytest
 
 from common import hyperparameters
 from conftest import REPO, assert_clean_error, load_script, run_ok, run_script
@@ -71,3 +74,79 @@ def test_import_has_no_side_effects_and_help_lists_everything(capsys):
     result = run_ok("ladder.py", "--help")
     for name in hyperparameters(REPO / "ladder.py"):
         assert f"--{name}=" in result.stdout
+
+
+def test_context_budget_reports_mean_and_spread_over_seeds(tiny_corpus, tmp_path):
+    # context 预算的冒烟测试：2 步 × 2 个种子，两个子进程同时跑；表格和 JSON 里要有每一步的均值、标准差和范围
+    run_ok("ladder.py", "--budget=context", "--max_iters=10", "--eval_iters=2", "--steps=v1,v2", "--n_seeds=2",
+           "--jobs=2", "--threads=1", "--sample_steps=v1", f"--data_path={tiny_corpus}", f"--out_dir={tmp_path}",
+           "--max_new_tokens=5", "--device=cpu")
+    assert sorted(path.name for path in tmp_path.glob("experiment_ladder*")) == [
+        "experiment_ladder_context.json", "experiment_ladder_context.md", "experiment_ladder_context.png"]
+    report = json.loads((tmp_path / "experiment_ladder_context.json").read_text(encoding="utf-8"))
+    assert report["seeds"] == [42, 43] and report["settings"]["block_size"] == 32 and report["threads"] == 1
+    assert list(report["results"]) == ["v1", "v2"]
+    note = (tmp_path / "experiment_ladder_context.md").read_text(encoding="utf-8")
+    assert "| 均值 | 标准差 | 范围 |" in note
+    for name, r in report["results"].items():
+        vals = [run["val_loss"] for run in r["runs"]]
+        assert [run["seed"] for run in r["runs"]] == [42, 43] and r["val_losses"] == vals
+        assert r["val_loss_min"] == min(vals) and r["val_loss_max"] == max(vals)
+        assert abs(r["val_loss_mean"] - sum(vals) / 2) < 1e-4
+        assert abs(r["val_loss_std"] - abs(vals[0] - vals[1]) / 2 ** 0.5) < 1e-4
+        assert all(run["cpu_seconds"] > 0 for run in r["runs"]) and r["cpu_seconds_max"] > 0
+        row = (rf"^\| {name} \| .+ \| {vals[0]:.4f} / {vals[1]:.4f} \| {r['val_loss_mean']:.4f} \| {r['val_loss_std']:.4f} "
+               rf"\| {min(vals):.4f}–{max(vals):.4f} \| .+ \| \d+ / \d+ 秒 \|$")
+        assert re.search(row, note, re.MULTILINE), note
+    # 只重画：从 JSON 重新写出的表格和刚才的一模一样
+    (tmp_path / "experiment_ladder_context.png").unlink()
+    before = note
+    run_ok("ladder.py", "--budget=context", "--replot", f"--out_dir={tmp_path}")
+    assert (tmp_path / "experiment_ladder_context.md").read_text(encoding="utf-8") == before
+    assert (tmp_path / "experiment_ladder_context.png").exists()
+
+
+def fake_results(seeds):
+    """给画图函数用的假结果：两步，每步 len(seeds) 个种子，曲线上两个点。"""
+    def run(seed, val):
+        return {"seed": seed, "train_loss": val - 0.3, "val_loss": val, "curve": [[100, val + 0.5, val + 0.6], [200, val - 0.3, val]]}
+
+    results = {}
+    for name, base in (("v1", 5.5), ("v3", 5.2)):
+        runs = [run(s, base + 0.01 * i) for i, s in enumerate(seeds)]
+        vals = [r["val_loss"] for r in runs]
+        results[name] = {"seeds": seeds, "val_losses": vals, "val_loss_mean": sum(vals) / len(vals),
+                         "val_loss_min": min(vals), "val_loss_max": max(vals), "train_loss_mean": base - 0.3,
+                         "runs": runs, **runs[0]}
+    return results
+
+
+def draw(ladder, plot_name, path):
+    """画一张图，返回 (图上用的语言, 画图时 matplotlib 发出的“缺字形”警告)。"""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lang = getattr(ladder, plot_name)(fake_results([42, 43, 44]), path)
+    return lang, [str(w.message) for w in caught if "missing from" in str(w.message)]
+
+
+def test_plot_falls_back_to_english_without_a_chinese_font(tmp_path, monkeypatch, capsys):
+    # 找不到中文字体：标签换成英文，画出来没有一个缺字形的方框
+    ladder = load_script("ladder.py")
+    monkeypatch.setattr(ladder, "cjk_font", lambda text: None)
+    for plot_name in ("plot", "plot_seeds"):
+        lang, missing = draw(ladder, plot_name, tmp_path / f"{plot_name}.png")
+        assert lang == "en" and missing == []
+        assert (tmp_path / f"{plot_name}.png").stat().st_size > 0
+    assert "改用英文" in capsys.readouterr().out
+    # 英文标签本身不含汉字
+    assert not any(ord(c) >= 0x2E80 for c in "".join(ladder.LABELS["en"].values()))
+
+
+def test_plot_uses_chinese_labels_when_a_chinese_font_is_installed(tmp_path):
+    ladder = load_script("ladder.py")
+    font = ladder.cjk_font("".join(ladder.LABELS["zh"].values()))
+    if font is None:
+        pytest.skip("这台机器没有能显示中文的字体（例如 fonts-noto-cjk），中文标签这条路测不了")
+    for plot_name in ("plot", "plot_seeds"):
+        lang, missing = draw(ladder, plot_name, tmp_path / f"{plot_name}.png")
+        assert lang == "zh" and missing == [], missing

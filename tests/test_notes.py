@@ -37,3 +37,14 @@ def test_local_links_resolve(page):
     for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
         if "://" not in target:
             assert (page.parent / target).exists(), f"{page.name} 里的链接 {target} 不存在"
+
+
+# 笔记写给学习者，不写它是怎样写出来的；没量过的数写“未实测”和能量它的命令
+PROCESS_WORDING = ["本次", "这次会话", "没有数字", "我用", "我们用", "这里不下结论", "原项目", "没有在这里跑"]
+
+
+@pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: p.name)
+def test_notes_speak_to_the_learner_not_about_how_they_were_written(page):
+    text = page.read_text(encoding="utf-8")
+    found = [word for word in PROCESS_WORDING if word in text]
+    assert not found, f"{page.name} 里有讲写作过程的字眼：{'、'.join(found)}"
