@@ -1,5 +1,5 @@
 """
-babygpt_sample_with_cipai.py —— babygpt_sample_with_kvcache.py 加上词牌的体式：按词牌写，句数、字数、标点一个不差。
+babygpt_sample_with_cipai.py —— babygpt_sample_with_rope.py 加上词牌的体式：按词牌写，句数、字数、标点一个不差。
 新概念：受约束的解码。cipai.py 从语料里学出词牌的体式（第几个位置写字、写哪个标点、在哪里换行），
 这里把它变成每一步的掩码：不许出现的字，logits 设为 -inf。掩码在除以温度之后、top-k 之前加上，
 所以 top-k 是在合格的字里挑；写完最后一句再写一个换行（空一行），这首词就结束了。
@@ -19,7 +19,7 @@ from cipai import POEM_END, CipaiError, body_chars, check_prefix, describe, form
 from common import apply_overrides, pick_device, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-checkpoint = "babygpt.pt"  # 检查点文件，由 babygpt_v11_hyper_params.py 或 babygpt_v12_wandb.py 写出
+checkpoint = "babygpt.pt"  # 检查点文件，由 babygpt_v11_hyper_params.py 到 babygpt_v20_resume.py 中的任何一个写出
 cipai = ""  # 词牌名，例如 浣溪沙；留空则进入交互模式，每行输入“词牌”或“词牌 作者”
 form_index = 0  # 用这个词牌的第几种有据可查的体式，0 是主体式（python cipai.py 词牌名 列出编号），取值 [0, ∞)
 author = ""  # 标题行里的作者；留空则按 seed 从语料里写过这个词牌的词中随机挑一首，用它的作者
@@ -53,11 +53,27 @@ class Tokenizer:
         return "".join(self.itos[i] for i in ids)
 
 
+def rope_angles(head_size, positions, base=10000.0):
+    """每个位置在每个平面上转的角：(len(positions), head_size/2)。第 i 个平面每隔一个位置转 base^(-2i/head_size) 弧度。"""
+    # 前面的平面转得快（看近处的字），后面的平面转得很慢（相隔几百个字角度也差不多，看远处的字）
+    inv_freq = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=positions.device) / head_size)  # (head_size/2,)
+    return torch.outer(positions.float(), inv_freq)  # (T, head_size/2)
+
+
+def apply_rope(x, angles):
+    """把 x 的前一半和后一半维度两两配对成平面，每个平面按 angles 旋转。x: (..., T, head_size)。"""
+    x1, x2 = x.chunk(2, dim=-1)  # 各 (..., T, head_size/2)
+    cos, sin = angles.cos(), angles.sin()  # (T, head_size/2)，对前面的维度广播
+    # 二维旋转：(x1, x2) → (x1·cos − x2·sin, x1·sin + x2·cos)；角度是 float32，结果换回 x 的精度（autocast 下是 16 位）
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).type_as(x)  # (..., T, head_size)
+
+
 class Head(nn.Module):
     """一个因果自注意力头：每个位置只能看到它自己和它前面的位置。"""
 
     def __init__(self, n_embd, head_size, block_size, dropout):
         super().__init__()
+        self.block_size = block_size
         self.key = nn.Linear(n_embd, head_size, bias=False)
         self.query = nn.Linear(n_embd, head_size, bias=False)
         self.value = nn.Linear(n_embd, head_size, bias=False)
@@ -69,16 +85,21 @@ class Head(nn.Module):
         self.cache_k = None  # (B, L, head_size)
         self.cache_v = None  # (B, L, head_size)
 
-    def forward(self, x, use_cache=False):
+    def forward(self, x, use_cache=False, angles=None):
         B, T, C = x.shape
         k = self.key(x)  # (B, T, head_size)
         q = self.query(x)  # (B, T, head_size)
         v = self.value(x)  # (B, T, head_size)
+        if angles is not None:
+            # RoPE：按各自的位置旋转 q 和 k；缓存里存的就是转好的 key
+            q, k = apply_rope(q, angles), apply_rope(k, angles)  # 各 (B, T, head_size)
         if use_cache:
             # 把这次新算的 T 个位置接在缓存后面；query 只需要新位置的
             if self.cache_k is not None:
                 k = torch.cat((self.cache_k, k), dim=1)  # (B, L, head_size)
                 v = torch.cat((self.cache_v, v), dim=1)  # (B, L, head_size)
+            # 滚动：超过 block_size 就丢掉最老的位置，只留最近 block_size 个（只有 RoPE 模型会走到这么长）
+            k, v = k[:, -self.block_size:], v[:, -self.block_size:]  # (B, L, head_size)，L ≤ block_size
             self.cache_k, self.cache_v = k, v
         L = k.shape[1]  # 缓存里的位置加上新位置；不用缓存时 L == T
         # 除以 √head_size：否则点积的方差随 head_size 增大，softmax 会变得过于尖锐
@@ -101,8 +122,8 @@ class MultiHeadAttention(nn.Module):
         self.proj = nn.Linear(n_embd, n_embd)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x, use_cache=False):
-        out = torch.cat([h(x, use_cache) for h in self.heads], dim=-1)  # (B, T, n_embd)
+    def forward(self, x, use_cache=False, angles=None):
+        out = torch.cat([h(x, use_cache, angles) for h in self.heads], dim=-1)  # (B, T, n_embd)
         return self.dropout(self.proj(out))  # (B, T, n_embd)
 
 
@@ -132,21 +153,24 @@ class Block(nn.Module):
         self.ln1 = nn.LayerNorm(n_embd)
         self.ln2 = nn.LayerNorm(n_embd)
 
-    def forward(self, x, use_cache=False):
+    def forward(self, x, use_cache=False, angles=None):
         # 子层只学“在 x 上改多少”；梯度沿着加号直接流回前面的层
-        x = x + self.sa(self.ln1(x), use_cache)  # (B, T, C)
+        x = x + self.sa(self.ln1(x), use_cache, angles)  # (B, T, C)
         x = x + self.ffwd(self.ln2(x))  # (B, T, C)
         return x
 
 
 class BabyGPT(nn.Module):
-    """字向量加位置向量，经过 n_layer 个 Transformer 块，再用线性层算出“下一个字”的 logits。"""
+    """字向量加位置向量（RoPE 模型不加，改在注意力里旋转），经过 n_layer 个 Transformer 块，再用线性层算出“下一个字”的 logits。"""
 
-    def __init__(self, vocab_size, n_embd, n_head, n_layer, block_size, dropout):
+    def __init__(self, vocab_size, n_embd, n_head, n_layer, block_size, dropout, rope=False):
         super().__init__()
         self.block_size = block_size
+        self.rope = rope
+        self.head_size = n_embd // n_head
         self.token_embedding_table = nn.Embedding(vocab_size, n_embd)
-        self.position_embedding_table = nn.Embedding(block_size, n_embd)
+        if not rope:
+            self.position_embedding_table = nn.Embedding(block_size, n_embd)
         # ModuleList 而不是 Sequential：前向时要把 use_cache 传给每一块（参数名不变，检查点照样能读）
         self.blocks = nn.ModuleList([Block(n_embd, n_head, block_size, dropout) for _ in range(n_layer)])
         self.ln_f = nn.LayerNorm(n_embd)
@@ -156,10 +180,14 @@ class BabyGPT(nn.Module):
         B, T = idx.shape
         tok_emb = self.token_embedding_table(idx)  # (B, T, C)
         # 解码时新字不在第 0 个位置，而在缓存的字之后：位置从 start_pos 开始数
-        pos_emb = self.position_embedding_table(torch.arange(start_pos, start_pos + T, device=idx.device))  # (T, C)
-        x = tok_emb + pos_emb  # (B, T, C)，位置向量对批次里的每一段广播相加
+        positions = torch.arange(start_pos, start_pos + T, device=idx.device)  # (T,)
+        if self.rope:
+            # RoPE：位置不加在输入上，而是每个头里旋转 q 和 k；start_pos 可以超过 block_size，要紧的只是相对距离
+            x, angles = tok_emb, rope_angles(self.head_size, positions)  # (B, T, C), (T, head_size/2)
+        else:
+            x, angles = tok_emb + self.position_embedding_table(positions), None  # (B, T, C)，位置向量对批次里的每一段广播相加
         for block in self.blocks:
-            x = block(x, use_cache)  # (B, T, C)
+            x = block(x, use_cache, angles)  # (B, T, C)
         x = self.ln_f(x)  # (B, T, C)，最后一个块的输出没有被 ln1/ln2 处理过，先归一化再进 lm_head
         logits = self.lm_head(x)  # (B, T, vocab_size)
         if targets is None:
@@ -181,12 +209,12 @@ class BabyGPT(nn.Module):
         self.reset_cache()
         start_pos = 0
         for step in range(max_new_tokens):
-            if use_kv_cache and idx.shape[1] <= self.block_size:
+            if use_kv_cache and (self.rope or idx.shape[1] <= self.block_size):
                 # 第一次喂整段提示词（预填充），之后每次只喂上一步新生成的那个字（解码）
                 logits, _ = self(idx[:, start_pos:], use_cache=True, start_pos=start_pos)  # (B, T_new, vocab_size)
                 start_pos = idx.shape[1]
             else:
-                # 模型最多只看最后 block_size 个字；超过 block_size 后每个字的位置都变了，缓存作废，整个窗口重算
+                # 模型最多只看最后 block_size 个字；学到的位置向量超过 block_size 后每个字的位置都变了，缓存作废，整个窗口重算
                 logits, _ = self(idx[:, -self.block_size:])  # (B, T, vocab_size)
             # 温度：logits 除以它再做 softmax；小于 1 让分布更尖（更保守），大于 1 让分布更平（更发散）
             logits = logits[:, -1, :] / temperature  # (B, vocab_size)
@@ -223,13 +251,14 @@ def split_qkv(state_dict, n_head):
 def load_checkpoint(path, device):
     """读检查点，按里面的配置和词表重建模型；文件有任何问题都给出中文说明并以退出码 1 结束。"""
     if not os.path.exists(path):
-        sys.exit(f"错误：找不到检查点 {path}。请先运行 python babygpt_v11_hyper_params.py（或 babygpt_v12_wandb.py）训练一个。")
+        sys.exit(f"错误：找不到检查点 {path}。请先运行 python babygpt_v20_resume.py（或 v11–v19 中的任何一个）训练一个。")
     try:
         # weights_only=True：只读张量、数字、字符串这类数据，拒绝执行检查点里夹带的任意 Python 对象
         ckpt = torch.load(path, map_location=device, weights_only=True)
         tokenizer = Tokenizer("".join(ckpt["chars"]))
-        model = BabyGPT(**ckpt["model_args"])
-        # 第四阶段（v13–v16）的检查点存的是合并的 qkv 权重，这里的模型仍是 v11 那样每个头一组：先拆开再读
+        # v19 起的检查点没有位置向量表：那是 RoPE 模型
+        model = BabyGPT(**ckpt["model_args"], rope="position_embedding_table.weight" not in ckpt["model"])
+        # 第四阶段（v13 起）的检查点存的是合并的 qkv 权重，这里的模型仍是 v11 那样每个头一组：先拆开再读
         ckpt["model"] = split_qkv(ckpt["model"], ckpt["model_args"]["n_head"])
         # 旧版本的检查点里还存着因果掩码 tril；它现在不进检查点（persistent=False），读的时候跳过
         model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.endswith(".tril")})

@@ -218,6 +218,8 @@ def load_checkpoint(path, device):
     try:
         # weights_only=True：只读张量、数字、字符串这类数据，拒绝执行检查点里夹带的任意 Python 对象
         ckpt = torch.load(path, map_location=device, weights_only=True)
+        if "position_embedding_table.weight" not in ckpt["model"]:
+            sys.exit(f"错误：{path} 是 v19 起的 RoPE 模型（没有位置向量表），这个脚本读不了；请用 python babygpt_sample_with_rope.py。")
         tokenizer = Tokenizer("".join(ckpt["chars"]))
         model = BabyGPT(**ckpt["model_args"])
         # 第四阶段（v13–v16）的检查点存的是合并的 qkv 权重，这里的模型仍是 v11 那样每个头一组：先拆开再读

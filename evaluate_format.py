@@ -17,7 +17,7 @@ from cipai import LOST_NAME, body_chars, format_form, get_form, learn_forms, mat
 from common import apply_overrides, hardware, pick_device, read_text
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-checkpoint = "babygpt.pt"  # 要评估的检查点，由 babygpt_v11_hyper_params.py 或 babygpt_v12_wandb.py 写出
+checkpoint = "babygpt.pt"  # 要评估的检查点，由 v11–v20 中任何一个训练脚本写出
 n_cipai = 10  # 评估首数最多的几个词牌（不含失调名和没有有据可查体式的），取值 [1, ∞)
 poems_per_cipai = 5  # 每个词牌写几首；不受约束和受约束各写这么多首，标题行一样，取值 [1, ∞)
 max_new_tokens = 300  # 不受约束时每首最多写多少个字；写到空一行就停，取值 [1, ∞)

@@ -6,7 +6,10 @@ ladder.py —— 实验阶梯：在同样的条件下把 v1 到 v11 挨个跑一
 三种预算：
   cpu（默认）：每一步都用 v1–v10 的默认设置（上下文 8 个字、32 维、学习率 1e-2），一个种子；
   context：上下文 32 个字、64 维、学习率 3e-3，每一步跑 3 个种子，报告均值和范围，结果写到 *_context.*；
-  gpu：更大的批次和上下文，v11 用完整配置，结果写到 *_gpu.*。
+  gpu：更大的批次和上下文，v11 用完整配置，结果写到 *_gpu.*；
+  stage4：v11 对第四阶段第二部分的 v19，各用各的 CPU 预设（模型一样大：4 层、128 维、上下文 64），步数统一 2500，
+          每一步 2 个种子，结果写到 *_stage4.*；--steps=v11,v16,v17,v18,v19 把中间各步也跑上（这台 2 核 CPU 上每次运行约半小时）。
+          v20 只多了断点续训，训练过程和 v19 逐位相同（tests/test_stage4_part2.py 验证），不再单独跑。
 笔记：notes/ladder.md（怎样读这些表）；结果：notes/experiment_ladder.md、notes/experiment_ladder_context.md（由本脚本生成）
 """
 import json
@@ -25,12 +28,12 @@ from pathlib import Path
 from common import apply_overrides, hardware
 
 # ==================== 超参数（可用 --name=value 覆盖） ====================
-budget = "cpu"  # cpu：v1–v10 的默认设置；context：上下文 32、64 维、3 个种子；gpu：更大的批次和上下文，取值 {cpu, context, gpu}
+budget = "cpu"  # cpu：v1–v10 的默认设置；context：上下文 32、64 维、3 个种子；gpu：更大的批次和上下文；stage4：第四阶段第二部分对 v11，取值 {cpu, context, gpu, stage4}
 max_iters = 0  # 每一步训练多少步；0 表示用 budget 里的值，取值 [0, ∞)
 eval_iters = 0  # 估计损失时平均多少个批次；0 表示用 budget 里的值，取值 [0, ∞)
-n_seeds = 0  # 每一步用几个种子（seed、seed+1、……）；0 表示用 budget 里的值（context 是 3，其余是 1），取值 [0, ∞)
-steps = ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11"]  # 要跑的步骤，命令行里用逗号分隔；context 预算不写时只跑 v1–v10
-sample_steps = ["v1", "v3", "v7", "v10", "v11"]  # 这些步骤生成的文本并排放进笔记
+n_seeds = 0  # 每一步用几个种子（seed、seed+1、……）；0 表示用 budget 里的值（context 是 3，stage4 是 2，其余是 1），取值 [0, ∞)
+steps = ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11"]  # 要跑的步骤，命令行里用逗号分隔；不写时 context 预算只跑 v1–v10，stage4 只跑 v11 和 v19
+sample_steps = ["v1", "v3", "v7", "v10", "v11"]  # 这些步骤生成的文本并排放进笔记（stage4 预算不写时是 v11 和 v19）
 prompt = "春江"  # 每一步生成时用的同一个提示词
 max_new_tokens = 60  # 提示词后面生成多少个字，取值 [1, ∞)
 data_path = "ci.txt"  # 训练文本（UTF-8）；相对路径以仓库目录为准
@@ -39,8 +42,9 @@ seed = 42  # 随机种子：每一步都用同一个；n_seeds 大于 1 时依�
 jobs = 1  # 同时运行几个子进程；2 核 CPU 上配合 --threads=1 可以用 2，取值 [1, ∞)
 threads = 0  # 给每个子进程设置的 OMP_NUM_THREADS（PyTorch 在 CPU 上用几个线程）；0 表示不设置，取值 [0, ∞)
 out_dir = "notes"  # .md、.png、.json 写到哪个目录；相对路径以仓库目录为准
-checkpoint_dir = ""  # v11 的检查点写到哪个目录；空表示用临时目录、跑完就删，不碰你自己的 babygpt.pt
+checkpoint_dir = ""  # v11 起各步的检查点（babygpt_v11_seed42.pt 这样的名字）写到哪个目录；空表示用临时目录、跑完就删，不碰你自己的 babygpt.pt
 replot = False  # True：不训练，只用 out_dir 里这个预算已有的 .json 重新写表格和图
+tag = ""  # 加在输出文件名末尾：--tag=steps 写出 experiment_ladder_stage4_steps.*，同一个预算换一组设置再跑时不覆盖上一次的结果
 # ==========================================================================
 
 REPO = Path(__file__).resolve().parent
@@ -57,7 +61,14 @@ STEPS = {
     "v9": ("babygpt_v9_layer_norm.py", "LayerNorm"),
     "v10": ("babygpt_v10_dropout.py", "Dropout"),
     "v11": ("babygpt_v11_hyper_params.py", "放大超参数"),
+    "v16": ("babygpt_v16_ddp.py", "第四阶段第一部分的终点（训练方法同 v11）"),
+    "v17": ("babygpt_v17_lr_schedule.py", "学习率调度、只衰减矩阵、梯度裁剪"),
+    "v18": ("babygpt_v18_weight_tying.py", "权重共享"),
+    "v19": ("babygpt_v19_rope.py", "RoPE"),
+    "v20": ("babygpt_v20_resume.py", "断点续训"),
 }
+# v11 和它之后的步骤有检查点和 CPU 预设，按预算另加参数（BUDGETS 里的 "v11"）；v12 起还有 wandb，阶梯里关掉它
+WITH_PRESET = ["v11", "v16", "v17", "v18", "v19", "v20"]
 # 每种预算：所有步骤共用的训练设置、只给 v11 的参数，以及（可选）默认的种子数和步骤。
 # cpu 与 v1–v10 的默认值完全一样，所以这张表同时就是“v1–v10 默认设置”的实测；
 # v11 再加上它的 CPU 预设，和 v10 相比只多了“模型变大”（4 层、4 头、128 维、dropout 0.1、学习率 1e-3）。
@@ -76,8 +87,16 @@ BUDGETS = {
                 "steps": ["v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10"]},
     "gpu": {"shared": dict(batch_size=64, block_size=64, max_iters=5000, eval_interval=200, eval_iters=100),
             "v11": dict(preset="full", block_size=256)},
+    # stage4：模型大小、批次、上下文和步数都是 v11 的 CPU 预设；学习率、dropout 等各用各的预设（v17 起峰值学习率 3e-3，
+# 而且 v17 起预设只有 2000 步，这里统一成 v11 的 2500 步）。
+    # 每 500 步评估一次、每次 50 个批次（约 10 万个字）
+    "stage4": {"shared": dict(max_iters=2500, eval_interval=500, eval_iters=50),
+               "v11": dict(preset="cpu"),
+               "n_seeds": 2,
+               "steps": ["v11", "v19"],
+               "sample_steps": ["v11", "v19"]},
 }
-CURVE_STEPS = ["v1", "v3", "v6", "v7", "v9", "v10", "v11"]  # 右图画出验证损失曲线的步骤
+CURVE_STEPS = ["v1", "v3", "v6", "v7", "v9", "v10", "v11", "v16", "v17", "v18", "v19", "v20"]  # 右图画出验证损失曲线的步骤
 
 DEVICE_LINE = re.compile(r"^使用设备：(\w+)$", re.MULTILINE)
 PARAMS_LINE = re.compile(r"^参数量：([\d,]+)$", re.MULTILINE)
@@ -117,8 +136,10 @@ def step_args(name, settings, run_seed, checkpoint):
     """一步要传给脚本的全部 --name=value 参数。"""
     args = {**settings, "prompts": prompt, "max_new_tokens": max_new_tokens,
             "data_path": data_path, "device": device, "seed": run_seed}
-    if name == "v11":
+    if name in WITH_PRESET:
         args.update(BUDGETS[budget]["v11"], checkpoint=checkpoint)
+    if name in WITH_PRESET[1:]:
+        args["wandb_mode"] = "disabled"
     return [f"--{key}={value}" for key, value in args.items()]
 
 
@@ -185,7 +206,8 @@ def run_all(plan, settings, checkpoint_dir_path, single):
 
     def start(i, name, run_seed):
         """在线程池里：先打印要运行的命令，再运行它。"""
-        checkpoint = checkpoint_dir_path / ("babygpt.pt" if single else f"babygpt_seed{run_seed}.pt")
+        # 每一步、每个种子各写各的文件：同时运行的几个子进程不会写到同一个文件上
+        checkpoint = checkpoint_dir_path / (f"babygpt_{name}.pt" if single else f"babygpt_{name}_seed{run_seed}.pt")
         args = step_args(name, settings, run_seed, checkpoint)
         say(f"[{i}/{len(plan)}] python {STEPS[name][0]} {' '.join(args)}")
         return run_step(name, args, env)
@@ -368,17 +390,24 @@ def sample_table(results, sample_of, heading):
     return lines
 
 
+def preset_args(report):
+    """设置那一行的结尾：哪些步骤另加了哪些参数（v11 起的脚本有 CPU 预设和检查点）；没有这样的步骤时是空字符串。"""
+    names = [name for name in report["results"] if name in WITH_PRESET]
+    v11_extra = " ".join(f"--{k}={v}" for k, v in report["v11_extra"].items())
+    return f"；{'、'.join(names)} 另加 `{v11_extra}`" if names else ""
+
+
 def markdown(report, png_name):
     """一个种子时的 Markdown：命令、硬件、表格、并排的样本和图。"""
     results = report["results"]
-    v11_extra = " ".join(f"--{k}={v}" for k, v in report["v11_extra"].items())
+    names = list(results)
     lines = [
-        f"# 实验阶梯：v1 → v11（budget={report['budget']}）\n",
+        f"# 实验阶梯：{names[0]} → {names[-1]}（budget={report['budget']}）\n",
         f"- 命令：`{report['command']}`",
         f"- 硬件：{report['hardware']}",
         f"- 日期：{report['date']}",
         "- 每一步的训练设置：" + ", ".join(f"{k}={v}" for k, v in report["settings"].items())
-        + f"，seed={report['seed']}，提示词“{report['prompt']}”；v11 另加 `{v11_extra}`",
+        + f"，seed={report['seed']}，提示词“{report['prompt']}”" + preset_args(report),
         "- 最终损失取最后一行 step；tokens/s 是脚本自己算的（只算训练）；用时是整个子进程的墙钟时间（含启动、评估和生成）。\n",
         "| 步骤 | 新概念 | 参数量 | 初始损失 | 最终 train loss | 最终 val loss | tokens/s | 用时 |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -400,16 +429,15 @@ def markdown_seeds(report, png_name):
     results = report["results"]
     names = list(results)
     seeds = report["seeds"]
-    v11_extra = " ".join(f"--{k}={v}" for k, v in report["v11_extra"].items())
     parallel = f"同时运行 {report['jobs']} 个子进程" + (f"，每个 OMP_NUM_THREADS={report['threads']}" if report["threads"] else "")
     lines = [
-        f"# 实验阶梯：v1 → {names[-1]}（budget={report['budget']}，{len(seeds)} 个种子）\n",
+        f"# 实验阶梯：{names[0]} → {names[-1]}（budget={report['budget']}，{len(seeds)} 个种子）\n",
         f"- 命令：`{report['command']}`",
         f"- 硬件：{report['hardware']}",
         f"- 日期：{report['date']}",
         "- 每一步的训练设置：" + ", ".join(f"{k}={v}" for k, v in report["settings"].items())
         + f"，种子 {', '.join(map(str, seeds))}，提示词“{report['prompt']}”"
-        + (f"；v11 另加 `{v11_extra}`" if "v11" in results else ""),
+        + preset_args(report),
         "- 最终 val loss 取每次运行最后一行 step。均值和标准差（样本标准差，除以 n−1）都是对这几个种子算的；"
         "范围是最小到最大，也就是图里误差棒的两端。",
         "- “比上一步”是这一步的均值减上一步的均值（负数表示降低）。“超出噪声？”：两步各自的范围完全不重叠才算“是”。"
@@ -457,12 +485,14 @@ if __name__ == "__main__":
         sys.exit(f"错误：budget 只能是 {' 或 '.join(BUDGETS)}，收到的是 {budget!r}。")
     if "steps" not in overrides and "steps" in BUDGETS[budget]:
         steps = BUDGETS[budget]["steps"]
+    if "sample_steps" not in overrides and "sample_steps" in BUDGETS[budget]:
+        sample_steps = BUDGETS[budget]["sample_steps"]
     unknown = [name for name in [*steps, *sample_steps] if name not in STEPS]
     if unknown or not steps:
         problem = f"不认识的步骤 {', '.join(unknown)}" if unknown else "--steps 不能为空"
         sys.exit(f"错误：{problem}。可选：{', '.join(STEPS)}")
     out = REPO / out_dir
-    stem = "experiment_ladder" + ("" if budget == "cpu" else f"_{budget}")
+    stem = "experiment_ladder" + ("" if budget == "cpu" else f"_{budget}") + (f"_{tag}" if tag else "")
     if replot:
         try:
             saved = json.loads((out / f"{stem}.json").read_text(encoding="utf-8"))

@@ -18,6 +18,8 @@ import corpus  # noqa: E402
 REQUIRE_CORPUS = os.environ.get("BABYGPT_REQUIRE_CORPUS") == "1"
 # 第四阶段：让训练变快（融合注意力、混合精度、编译）和用上多个进程（DDP）
 STAGE4 = ["babygpt_v13_flash_attention.py", "babygpt_v14_mixed_precision.py", "babygpt_v15_compile.py", "babygpt_v16_ddp.py"]
+# 第四阶段第二部分：同样的计算量换更低的损失（学习率调度、权重共享、RoPE），以及断点续训
+STAGE4_PART2 = ["babygpt_v17_lr_schedule.py", "babygpt_v18_weight_tying.py", "babygpt_v19_rope.py", "babygpt_v20_resume.py"]
 
 # 一小段测试自己写的“宋词”，包含默认提示词里的每个字
 TINY_TEXT = (
@@ -94,6 +96,19 @@ def load_script(script):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def assert_sampler_rebuilds_the_model(sampler, training, checkpoint):
+    """采样脚本（模块 sampler）从检查点重建的模型，和训练脚本（模块 training）自己的模型读同一个检查点，给出同样的 logits。"""
+    import torch
+
+    model, tokenizer = sampler.load_checkpoint(str(checkpoint), "cpu")
+    ckpt = torch.load(checkpoint, weights_only=True)
+    own = training.BabyGPT(**ckpt["model_args"])
+    own.load_state_dict(ckpt["model"])
+    idx = torch.tensor([tokenizer.encode("春江潮水连海平")])
+    with torch.no_grad():
+        assert (model.eval()(idx)[0] - own.eval()(idx)[0]).abs().max().item() <= 1e-5
 
 
 def run_ok(script, *args, **kwargs):

@@ -30,8 +30,10 @@ PYTHON_CALL = re.compile(r"python (\S+\.py)((?: --\S+)*)")  # 脚本名，以及
 SED_COPY = re.compile(r"^sed .* (\S+\.py) > (\S+\.py)$", re.M)  # sed '…' 原脚本.py > 新脚本.py
 TIMEOUT = 120  # 单个块的上限（秒）；正常情况下每个块几秒钟就跑完
 FULL_CORPUS_NOTES = {"cipai", "babygpt_sample_with_cipai"}
+ROPE_NOTES = {"babygpt_sample_with_rope"}  # 这些笔记的块读的 babygpt.pt 是 RoPE 模型（v20 训练的），其余的是 v11 训练的
 NO_CORPUS = "找不到完整语料的来源：设置 CHINESE_POETRY_DIR 指向 chinese-poetry 仓库，或联网运行一次 python corpus.py"
-TINY = {"max_iters": "3", "eval_interval": "3", "eval_iters": "1", "max_new_tokens": "5", "prompts": "春江", "prompt": "春江"}
+TINY = {"max_iters": "3", "eval_interval": "3", "eval_iters": "1", "max_new_tokens": "5", "prompts": "春江", "prompt": "春江",
+        "n_chars": "200"}
 
 
 def exercise_blocks():
@@ -144,15 +146,18 @@ def results():
             full = tmp / "ci.txt"
             corpus_module.build_corpus(full, source_dir=find_poetry_source())
 
-        # 采样脚本的练习要读 babygpt.pt：先用 v11 在每份语料上训练一个极小的检查点（词表跟着语料走），放进每个副本
+        # 采样脚本的练习要读 babygpt.pt：先在每份语料上训练一个极小的检查点（词表跟着语料走），放进每个副本。
+        # 一般用 v11（学到的位置向量）；ROPE_NOTES 的块用 v20（RoPE），只需要小语料上的那一个
         checkpoints = {}
-        for text_path in (corpus, full):
+        for text_path, trainer in ((corpus, "babygpt_v11_hyper_params.py"), (full, "babygpt_v11_hyper_params.py"),
+                                   (corpus, "babygpt_v20_resume.py")):
             if text_path is None or not any("babygpt_sample" in block for _, block in BLOCKS):
                 continue
-            checkpoints[text_path] = tmp / f"babygpt_{text_path.stem}.pt"
-            subprocess.run([sys.executable, str(REPO / "babygpt_v11_hyper_params.py"), f"--data_path={text_path}",
-                            f"--checkpoint={checkpoints[text_path]}", "--preset=cpu", "--max_iters=3", "--eval_iters=1",
-                            "--n_layer=1", "--n_head=4", "--n_embd=32", "--block_size=16", "--max_new_tokens=1"],
+            checkpoints[text_path, trainer] = tmp / f"babygpt_{text_path.stem}_{trainer.split('_')[1]}.pt"
+            extra = ["--wandb_mode=disabled"] if trainer != "babygpt_v11_hyper_params.py" else []
+            subprocess.run([sys.executable, str(REPO / trainer), f"--data_path={text_path}",
+                            f"--checkpoint={checkpoints[text_path, trainer]}", "--preset=cpu", "--max_iters=3", "--eval_iters=1",
+                            "--n_layer=1", "--n_head=4", "--n_embd=32", "--block_size=16", "--max_new_tokens=1", *extra],
                            cwd=tmp, env=env, capture_output=True, check=True, timeout=TIMEOUT)
 
         def run(item):
@@ -165,8 +170,9 @@ def results():
             for script in REPO.glob("*.py"):  # 只拷脚本，不碰仓库里的 ci.txt
                 shutil.copy(script, workdir)
             shutil.copy(text_path, workdir / "ci.txt")  # 命令里直接读 ci.txt 的，读到的也是同一份语料
-            if text_path in checkpoints:
-                shutil.copy(checkpoints[text_path], workdir / "babygpt.pt")
+            trainer = "babygpt_v20_resume.py" if name.split("#")[0] in ROPE_NOTES else "babygpt_v11_hyper_params.py"
+            if (text_path, trainer) in checkpoints:
+                shutil.copy(checkpoints[text_path, trainer], workdir / "babygpt.pt")
             problems = []
             try:
                 checked = sed_copies_differ(block, workdir, env)
@@ -184,7 +190,7 @@ def test_every_step_note_has_exercises():
     steps = [p for p in (REPO / "notes").glob("*.md")
              if p.stem in ("simplemodel", "simplebigrammodel", "simplebigrammodel_torch", "pytorch_5min")
              or re.fullmatch(r"babygpt_(v\d+|sample)(_.*)?", p.stem)]
-    assert len(steps) == 4 + 16 + 3  # 第一阶段 4 篇，v1–v16，3 个采样脚本
+    assert len(steps) == 4 + 20 + 4  # 第一阶段 4 篇，v1–v20，4 个采样脚本
     for note in steps:
         text = note.read_text(encoding="utf-8")
         assert SECTION in text, f"{note.name} 没有“{SECTION}”"

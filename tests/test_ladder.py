@@ -106,6 +106,23 @@ def test_context_budget_reports_mean_and_spread_over_seeds(tiny_corpus, tmp_path
     assert (tmp_path / "experiment_ladder_context.png").exists()
 
 
+def test_stage4_budget_gives_every_step_its_cpu_preset_and_a_checkpoint(tiny_corpus, tmp_path):
+    # stage4 预算：v11 和 v19 都用各自的 CPU 预设（同样大的模型），步数统一；v12 起的脚本关掉 wandb
+    run_ok("ladder.py", "--budget=stage4", "--max_iters=4", "--eval_iters=1", "--steps=v11,v19", "--sample_steps=v19",
+           "--jobs=2", "--threads=1", f"--data_path={tiny_corpus}", f"--out_dir={tmp_path}", f"--checkpoint_dir={tmp_path / 'ckpt'}",
+           "--max_new_tokens=5", "--device=cpu")
+    report = json.loads((tmp_path / "experiment_ladder_stage4.json").read_text(encoding="utf-8"))
+    assert report["seeds"] == [42, 43] and list(report["results"]) == ["v11", "v19"]
+    v11, v19 = report["results"]["v11"], report["results"]["v19"]
+    # 同样的 4 层、128 维：v19 少了位置向量表（64 × 128），又和输出层共享了字向量表（vocab × 128 加上无关的偏置不变）
+    vocab = len(set(tiny_corpus.read_text(encoding="utf-8")))
+    assert v11["params"] - v19["params"] == 64 * 128 + vocab * 128
+    assert all(run["curve"][-1][0] == 4 for r in (v11, v19) for run in r["runs"])
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "babygpt_v11_seed42.pt", "babygpt_v11_seed43.pt", "babygpt_v19_seed42.pt", "babygpt_v19_seed43.pt"]
+    assert "实验阶梯：v11 → v19" in (tmp_path / "experiment_ladder_stage4.md").read_text(encoding="utf-8")
+
+
 def fake_results(seeds):
     """给画图函数用的假结果：两步，每步 len(seeds) 个种子，曲线上两个点。"""
     def run(seed, val):

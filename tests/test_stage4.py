@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, STAGE4, TINY_TEXT, load_script, run_ok, samples
+from conftest import REPO, STAGE4, TINY_TEXT, assert_sampler_rebuilds_the_model, load_script, run_ok, samples
 
 V12 = load_script("babygpt_v12_wandb.py")
 MODULES = {script: load_script(script) for script in STAGE4}
@@ -123,13 +123,7 @@ def test_samplers_rebuild_the_same_model_from_a_stage4_checkpoint(script, sample
     code, _, _, checkpoint = trained[script]
     if code != 0 or not checkpoint.exists():
         pytest.skip("这一步的训练没有成功，见上一个测试")
-    model, tokenizer = SAMPLERS[sampler].load_checkpoint(str(checkpoint), "cpu")
-    ckpt = torch.load(checkpoint, weights_only=True)
-    own = MODULES[script].BabyGPT(**ckpt["model_args"])
-    own.load_state_dict(ckpt["model"])
-    idx = torch.tensor([tokenizer.encode("春江潮水连海平")])
-    with torch.no_grad():
-        assert (model.eval()(idx)[0] - own.eval()(idx)[0]).abs().max().item() <= 1e-5
+    assert_sampler_rebuilds_the_model(SAMPLERS[sampler], MODULES[script], checkpoint)
 
 
 def test_sampler_cli_reads_the_compiled_checkpoint(trained):
